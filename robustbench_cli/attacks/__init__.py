@@ -1,0 +1,67 @@
+"""Attacks: `build(name, model, **params)` gives an `Attack`; `attack(x, y) -> x_adv`.
+
+Importing this package is cheap (no torch): an attack's module loads when it is built.
+"""
+
+import inspect
+from importlib import import_module
+
+from robustbench_cli.errors import UserError
+
+# Config name -> "module:Class" under robustbench_cli.attacks.
+_REGISTRY = {
+    "none": "identity:NoAttack",
+    "fgsm": "one_step:FGSM",
+    "fgsm_pred": "one_step:FGSMPred",
+    "step_ll": "one_step:StepLL",
+    "step_rnd": "one_step:StepRnd",
+    "fast_entropy": "one_step:FastEntropy",
+    "fast_grad_l2": "one_step:FastGradL2",
+    "fast_grad_linf": "one_step:FastGradLinf",
+    "bim": "iterative:BIM",
+    "iter_ll": "iterative:IterLL",
+    "pgd_linf": "iterative:PGDLinf",
+    "pgd_l2": "iterative:PGDL2",
+}
+ATTACK_NAMES = tuple(sorted(_REGISTRY))
+
+__all__ = ["ATTACK_NAMES", "Attack", "build"]
+
+
+def __getattr__(name: str):
+    if name == "Attack":  # lazily, so `import robustbench_cli.attacks` does not load torch
+        from robustbench_cli.attacks.base import Attack
+
+        return Attack
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _attack_class(name: str) -> type:
+    if name not in _REGISTRY:
+        raise UserError(f"unknown attack {name!r}; choose from: {', '.join(ATTACK_NAMES)}")
+    module, cls = _REGISTRY[name].split(":")
+    return getattr(import_module(f"{__name__}.{module}"), cls)
+
+
+def build(name: str, model, /, **params):
+    """The attack `name` against `model`, its parameters checked (UserError on bad input).
+
+    `params` are the attack's config keys plus `eps`; a `name` key (configs carry it) is
+    ignored.
+    """
+    cls = _attack_class(name)
+    params.pop("name", None)
+    signature = inspect.signature(cls).parameters
+    valid = [key for key in signature if key != "model"]
+    unknown = [key for key in params if key not in valid]
+    if unknown:
+        raise UserError(f"attack {name}: unknown parameter {unknown[0]!r}; "
+                        f"valid: {', '.join(valid)}")
+    missing = [key for key in valid
+               if key not in params and signature[key].default is inspect.Parameter.empty]
+    if missing:
+        raise UserError(f"attack {name}: missing parameter {missing[0]!r}")
+    try:
+        return cls(model, **params)
+    except UserError as error:
+        raise UserError(f"attack {name}: {error}") from None

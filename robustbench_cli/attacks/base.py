@@ -1,0 +1,101 @@
+"""The Attack interface and the protocol every attack shares.
+
+An attack sees the model only through `__call__`, which puts the model in eval mode with
+frozen parameters, takes gradients with respect to the input alone, and returns a detached
+batch clamped to [0, 1] and projected into the eps-ball. Subclasses implement `_perturb`.
+"""
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from robustbench_cli.attacks import params
+
+
+@contextmanager
+def frozen_eval(model: torch.nn.Module):
+    """Eval mode (BatchNorm uses, never updates, its statistics) and parameters that need no
+    gradient, so an attack leaves `.grad` alone; every module's mode and flag come back after."""
+    modes = [(module, module.training) for module in model.modules()]
+    grad_flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in grad_flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in grad_flags:
+            p.requires_grad_(flag)
+        for module, training in modes:
+            module.training = training
+
+
+def per_example_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+    """Norm of each example, shaped to broadcast against the batch."""
+    return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+class Attack:
+    """`attack(x, y) -> x_adv`: same shape, in [0, 1], inside the eps-ball, x untouched."""
+
+    name: str
+    norm: str | None = "linf"  # "linf", "l2", or None for no perturbation
+    label = "true"  # which labels a loss uses, for attacks that take the `label` param
+
+    def __init__(self, model: torch.nn.Module, *, eps):
+        self.model = model
+        self.eps = params.eps(eps, self.norm)
+        self.stats = {"gradient_passes": 0}
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.stats = {"gradient_passes": 0}
+        if self.eps == 0:
+            return x.detach().clone()
+        # Lightning evaluates under inference mode; the attack needs autograd whatever the caller.
+        with torch.inference_mode(False), torch.enable_grad(), frozen_eval(self.model):
+            x, y = x.detach().clone(), y.detach().clone()  # clone: inference tensors -> normal
+            x_adv = self._project(x, self._perturb(x, y))
+        return x_adv.detach()
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The attack itself, on a batch already detached; `__call__` projects the result."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _perturb")
+
+    def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """Into the eps-ball around x, then into [0, 1] (which only moves points toward x)."""
+        if self.norm == "l2":
+            x_adv = x + (x_adv - x).renorm(p=2, dim=0, maxnorm=self.eps)
+        else:
+            x_adv = torch.minimum(torch.maximum(x_adv, x - self.eps), x + self.eps)
+        return x_adv.clamp(0, 1)
+
+    def _input_gradient(self, x: torch.Tensor, objective) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at x and the gradient of objective(logits) (summed over examples) w.r.t. x."""
+        x = x.detach().requires_grad_(True)
+        logits = self.model(x)
+        (grad,) = torch.autograd.grad(objective(logits), x)
+        self.stats["gradient_passes"] += len(x)
+        return logits.detach(), grad
+
+    @torch.no_grad()
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).argmax(1)
+
+    def _loss_labels(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The true labels or, against label leaking (Kurakin et al. 2017), the model's clean
+        prediction."""
+        return self._predict(x) if self.label == "pred" else y
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Summed, not averaged, so each example's gradient does not depend on the batch size."""
+    return F.cross_entropy(logits, target, reduction="sum")
+
+
+class LabelledAttack(Attack):
+    """A one-step attack whose only parameter besides eps is `label` (true or pred)."""
+
+    def __init__(self, model, *, eps, label="true"):
+        super().__init__(model, eps=eps)
+        self.label = params.label(label)

@@ -1,0 +1,86 @@
+"""Checkpoints: tensor-only loading, the metadata that says what a checkpoint holds, lookup.
+
+A `robust train` checkpoint is Lightning's .ckpt with an extra "robust" entry (plain
+dicts: model config, dataset config and shape, defense). It is always read with
+`torch.load(weights_only=True)`, which refuses pickled code instead of running it.
+"""
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import torch
+
+from robustbench_cli.errors import UserError
+
+META_KEY = "robust"
+MODEL_PREFIX = "model."  # the classifier's attribute name inside the LightningModule
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path) -> dict:
+    """The checkpoint's contents, loaded tensors-only; any refusal is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(f"refusing to load {path}: it is not a tensor-only file ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise UserError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+    if not isinstance(content, dict) or META_KEY not in content or "state_dict" not in content:
+        raise UserError(f"{path} is not a `robust train` checkpoint (no '{META_KEY}' metadata)")
+    return content
+
+
+def classifier_state(content: dict) -> dict:
+    """The classifier's weights, without the LightningModule's attribute prefix."""
+    return {k[len(MODEL_PREFIX):]: v for k, v in content["state_dict"].items()
+            if k.startswith(MODEL_PREFIX)}
+
+
+def build_classifier(meta: dict, state: dict, path) -> torch.nn.Module:
+    from robustbench_cli.data import DatasetInfo
+    from robustbench_cli.models import build_model
+
+    info = DatasetInfo(**meta["info"])
+    model = build_model(meta["model"], info)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise UserError(f"checkpoint {path} does not fit model {meta['model'].get('name')}: "
+                        f"{str(error).splitlines()[0]}") from None
+    return model.eval()
+
+
+def load_classifier(path) -> torch.nn.Module:
+    """The classifier of a `robust train` checkpoint, eval mode, [0, 1] inputs -> logits."""
+    content = read_checkpoint(path)
+    return build_classifier(content[META_KEY], classifier_state(content), path)
+
+
+def newest_train_checkpoint(output_dir, model: str, dataset: str) -> Path:
+    """The newest finished `robust train` run under output_dir for this model and dataset."""
+    runs = []
+    for metrics_file in Path(output_dir).glob("train*/**/metrics.json"):
+        try:
+            metrics = json.loads(metrics_file.read_text())
+        except (OSError, ValueError):
+            continue
+        checkpoint = metrics_file.parent / metrics.get("checkpoint", "")  # relative to the run
+        if metrics.get("model") == model and metrics.get("dataset") == dataset and checkpoint.is_file():
+            runs.append((metrics_file.stat().st_mtime, checkpoint))
+    if not runs:
+        raise UserError(f"no `robust train` checkpoint for model={model} dataset={dataset} under "
+                        f"{output_dir}: train one first or pass ckpt_path=...")
+    return max(runs)[1]

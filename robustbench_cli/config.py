@@ -1,0 +1,115 @@
+"""Typing and validation of the values users type on the command line.
+
+Hydra hands overrides over untyped (`eps=0` is an int, `eps=8/255` a string), so every
+value the tool relies on is checked here, early, with a one-line UserError.
+"""
+
+from fractions import Fraction
+from importlib import resources
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from robustbench_cli.errors import UserError
+
+
+def parse_number(value, what: str) -> float:
+    """A float from 0.03, 1, '0.03' or a fraction string like '8/255'."""
+    if isinstance(value, bool):
+        raise UserError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            pass
+    raise UserError(f"{what} must be a number or a fraction like 8/255, got {value!r}")
+
+
+def parse_eps(value) -> list[float]:
+    """eps as a sorted list without duplicates; a single value gives a one-item list."""
+    items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+    if not items:
+        raise UserError("eps must not be an empty list")
+    eps = sorted({parse_number(item, "eps") for item in items})
+    if eps[0] < 0:
+        raise UserError(f"eps must be >= 0, got {eps[0]}")
+    return eps
+
+
+def check_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UserError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _overrides(task_overrides) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(list(task_overrides))
+
+
+def explicit_choices(task_overrides) -> dict[str, object]:
+    """Config-group choices the user typed (`model=cnn` -> {'model': 'cnn'}); lists stay lists."""
+    return {o.key_or_group: o.value() for o in _overrides(task_overrides)
+            if o.package is None and "." not in o.key_or_group}
+
+
+def attack_configs(cfg: DictConfig, task_overrides) -> list[dict]:
+    """One config dict per attack named on the command line.
+
+    `attack=[pgd_linf,fgsm]` makes Hydra merge both files into one node, so for a list each
+    attack's own file is read again and the user's `attack.KEY=VALUE` overrides are applied
+    to every listed attack that has KEY.
+    """
+    names = explicit_choices(task_overrides).get("attack")
+    if not isinstance(names, list):
+        return [OmegaConf.to_container(cfg.attack, resolve=True)]
+    if not names:
+        raise UserError("attack=[] names no attack")
+    params = {o.key_or_group.split(".", 1)[1]: o.value() for o in _overrides(task_overrides)
+              if o.key_or_group.startswith("attack.")}
+    configs = []
+    for name in dict.fromkeys(names):  # keep order, drop repeats
+        config = load_group_option("attack", str(name))
+        config.update({k: v for k, v in params.items() if k in config})
+        configs.append(config)
+    return configs
+
+
+def load_group_option(group: str, name: str) -> dict:
+    """Read conf/GROUP/NAME.yaml as a plain dict."""
+    path = resources.files("robustbench_cli.conf") / group / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown {group} '{name}'")
+    return OmegaConf.to_container(OmegaConf.create(path.read_text()), resolve=True)
+
+
+def check_seed(cfg: DictConfig) -> None:
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    check_seed(cfg)
+    optim = cfg.optim
+    if optim.name not in ("adam", "sgd"):
+        raise UserError(f"optim.name must be adam or sgd, got {optim.name!r}")
+    if optim.scheduler not in ("none", "cosine"):
+        raise UserError(f"optim.scheduler must be none or cosine, got {optim.scheduler!r}")
+    if parse_number(optim.lr, "optim.lr") <= 0:
+        raise UserError(f"optim.lr must be > 0, got {optim.lr!r}")
+    if parse_number(optim.weight_decay, "optim.weight_decay") < 0:
+        raise UserError(f"optim.weight_decay must be >= 0, got {optim.weight_decay!r}")
+    check_positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
+
+
+def recorded_dataset_config(dataset: DictConfig) -> dict:
+    """The dataset config as a checkpoint records it: root made absolute, so an eval run from
+    another directory finds the same data."""
+    import os
+
+    recorded = OmegaConf.to_container(dataset, resolve=True)
+    if recorded.get("root"):
+        recorded["root"] = os.path.abspath(os.path.expanduser(recorded["root"]))
+    return recorded

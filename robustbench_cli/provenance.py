@@ -1,0 +1,19 @@
+"""What a run records about itself so its results can be traced: code revision, config."""
+
+import subprocess
+from pathlib import Path
+
+import robustbench_cli
+
+
+def git_revision() -> str:
+    """The tool's git commit (with '+dirty' for local changes), or its version if not a checkout."""
+    source = Path(robustbench_cli.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"robustbench_cli {robustbench_cli.__version__}"
+    return commit + ("+dirty" if dirty else "")

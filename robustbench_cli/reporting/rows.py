@@ -1,0 +1,95 @@
+"""What a result row is: its column order, the curve it belongs to, the keys that tell runs apart."""
+
+from collections import defaultdict
+from pathlib import Path
+
+LEADING_COLUMNS = (
+    "attack", "eps", "accuracy", "top5", "n", "correct", "seconds", "clean_accuracy",
+    "model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed",
+)
+IDENTITY_KEYS = ("model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed")
+
+
+def column_order(rows) -> list[str]:
+    """Every key the rows have: the well-known ones in their usual order, then the rest sorted."""
+    present = {key for row in rows for key in row}
+    leading = [key for key in LEADING_COLUMNS if key in present]
+    return leading + sorted(present - set(leading))
+
+
+def series_name(row) -> str:
+    """The attack a row measures, with its label mode when that is not the true label.
+
+    `attack.label=pred` rows become e.g. "fgsm_pred", so they get their own curve and table row.
+    """
+    attack = str(row["attack"])
+    label = row.get("label")
+    if label in (None, True, "true") or attack.endswith(f"_{label}"):
+        return attack
+    return f"{attack}_{label}"
+
+
+def eps_key(eps) -> float:
+    """eps as a dictionary key: the same value computed twice (8/255) must land together."""
+    return round(float(eps), 12)
+
+
+def varying_identity_keys(rows) -> list[str]:
+    """The identity keys (model, dataset, ...) whose value is not the same in every row."""
+    return [key for key in IDENTITY_KEYS if len({repr(row.get(key)) for row in rows}) > 1]
+
+
+def constant_identity(rows) -> dict:
+    """The identity keys that every row has with one shared value."""
+    varying = set(varying_identity_keys(rows))
+    return {
+        key: rows[0][key]
+        for key in IDENTITY_KEYS
+        if rows and key not in varying and rows[0].get(key) is not None
+    }
+
+
+def short_identity(key, value) -> str:
+    """A compact form for tables and legends: checkpoint file name, 8 hex digits of a hash."""
+    if value is None:
+        return "-"
+    if key == "checkpoint":
+        return Path(str(value)).name
+    if key == "checkpoint_sha256":
+        return str(value)[:8]
+    return str(value)
+
+
+def group_by_identity(rows, keys) -> dict:
+    """Rows split by their values of `keys`, in first-seen order."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[tuple(row.get(key) for key in keys)].append(row)
+    return dict(groups)
+
+
+def describe_identity(keys, values) -> str:
+    """One label for a group, e.g. "vgg16 cifar10 seed=1"."""
+    parts = []
+    for key, value in zip(keys, values):
+        text = short_identity(key, value)
+        parts.append(text if key in ("model", "dataset", "defense") else f"{key}={text}")
+    return " ".join(parts)
+
+
+def describe_shared(rows) -> str:
+    """A short title part for what all rows share, e.g. "model mlp, dataset mnist, seed 0"."""
+    shared = constant_identity(rows)
+    shared.pop("checkpoint_sha256", None)  # the checkpoint name is enough in a title
+    return ", ".join(f"{key} {short_identity(key, value)}" for key, value in shared.items())
+
+
+def has_eps_curve(rows) -> bool:
+    """True when some attack (not 'none') was run at two or more eps for the same model."""
+    eps_by_curve = defaultdict(set)
+    keys = varying_identity_keys(rows)
+    for row in rows:
+        if row["attack"] != "none":
+            curve = (tuple(repr(row.get(key)) for key in keys), series_name(row))
+            eps_by_curve[curve].add(eps_key(row["eps"]))
+    return any(len(eps_values) >= 2 for eps_values in eps_by_curve.values())

@@ -1,0 +1,49 @@
+"""Every config group option and experiment composes, for every command."""
+
+from importlib import resources
+
+import pytest
+from hydra import compose, initialize_config_module
+
+CONF = resources.files("robustbench_cli.conf")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.name[:-5] for p in (CONF / group).iterdir() if p.name.endswith(".yaml"))
+
+
+GROUPS = {"train": ["model", "dataset", "defense", "trainer"],
+          "eval": ["model", "dataset", "attack", "defense"]}
+
+
+@pytest.mark.parametrize("config_name", GROUPS)
+def test_every_group_option_composes(config_name):
+    with initialize_config_module("robustbench_cli.conf", version_base=None):
+        for group in GROUPS[config_name]:
+            for option in options(group):
+                cfg = compose(config_name, overrides=[f"{group}={option}"])
+                assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("config_name", ["train", "eval"])
+def test_every_experiment_composes(config_name):
+    experiments = options("experiment")
+    assert experiments, "experiments/ ships no experiment"
+    with initialize_config_module("robustbench_cli.conf", version_base=None):
+        for name in experiments:
+            cfg = compose(config_name, overrides=[f"experiment={name}"])
+            assert cfg.model.name and cfg.dataset.name
+
+
+def test_shipped_groups_are_the_documented_ones():
+    assert options("model") == ["cnn", "inception_v3", "mlp", "vgg11", "vgg13", "vgg16", "vgg19"]
+    assert options("dataset") == ["cifar10", "fashion_mnist", "image_folder", "imagenet_subset",
+                                  "mnist"]
+    assert {"none", "fgsm", "pgd_linf", "pgd_l2"} <= set(options("attack"))
+    assert options("trainer") == ["cpu", "ddp", "ddp_cpu", "gpu"]
+
+
+def test_attack_names_match_the_attack_registry():
+    from robustbench_cli.attacks import ATTACK_NAMES
+
+    assert set(options("attack")) <= set(ATTACK_NAMES) | {"none"}

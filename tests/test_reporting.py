@@ -1,0 +1,299 @@
+"""Reporting: result files, notes, plots and multirun summaries, from hand-made rows."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from rich.console import Console
+
+from robustbench_cli.errors import UserError
+from robustbench_cli.reporting import (
+    aggregate_sweep,
+    atomic_write_text,
+    plot_accuracy_vs_eps,
+    print_results,
+    results_table,
+    table_notes,
+    write_job_failure,
+    write_results,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def row(attack, eps, accuracy, clean=0.9, **extra):
+    n = 200
+    return {
+        "attack": attack,
+        "eps": eps,
+        "accuracy": accuracy,
+        "top5": None,
+        "n": n,
+        "correct": round(accuracy * n),
+        "seconds": 1.25,
+        "clean_accuracy": clean,
+        **extra,
+    }
+
+
+def monotone_rows():
+    """A healthy table: accuracy falls with eps, PGD beats FGSM, noise is weakest."""
+    return [
+        row("none", 0.0, 0.9),
+        row("fgsm", 0.01, 0.7),
+        row("fgsm", 0.03, 0.5),
+        row("pgd_linf", 0.01, 0.6),
+        row("pgd_linf", 0.03, 0.3),
+        row("bim", 0.03, 0.35),
+        row("gaussian", 0.03, 0.88),
+        row("fgsm", 0.03, 0.52, label="pred"),
+        row("pgd_l2", 0.5, 0.2),
+    ]
+
+
+# --- atomic writes -----------------------------------------------------------------------
+
+
+def test_atomic_write_replaces_content_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old content that is longer than the new one")
+    atomic_write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_write_keeps_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+
+    def failing_replace(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+# --- per-run files -----------------------------------------------------------------------
+
+
+def test_write_results_writes_every_file(tmp_path):
+    identity = {"model": "mlp", "dataset": "mnist", "defense": "none", "seed": 0}
+    rows = [{**r, **identity} for r in monotone_rows()]
+    rows[3]["queries"] = 1000
+    run_dir = tmp_path / "run"
+    write_results(run_dir, rows, notes=["something odd"])
+
+    assert json.loads((run_dir / "results.json").read_text()) == rows
+
+    with open(run_dir / "results.csv", newline="") as handle:
+        records = list(csv.DictReader(handle))
+    header = list(records[0])
+    assert header[:8] == ["attack", "eps", "accuracy", "top5", "n", "correct", "seconds",
+                          "clean_accuracy"]
+    assert header[8:] == ["model", "dataset", "defense", "seed", "label", "queries"]
+    assert [r["attack"] for r in records] == [r["attack"] for r in rows]
+    assert float(records[1]["accuracy"]) == 0.7 and records[1]["top5"] == ""
+    assert records[3]["queries"] == "1000"
+
+    markdown = (run_dir / "results.md").read_text()
+    for attack in ("none", "fgsm", "pgd_linf", "bim", "gaussian", "fgsm_pred", "pgd_l2"):
+        assert f"| {attack} |" in markdown
+    assert "| 70.00 |" in markdown and "model: mlp" in markdown
+    assert markdown.rstrip().endswith("## Notes\n\n- something odd")
+
+    assert (run_dir / "accuracy_vs_eps.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert not [name for name in os.listdir(run_dir) if name.endswith(".tmp")]
+
+
+def test_write_results_skips_plot_without_an_eps_curve(tmp_path):
+    write_results(tmp_path, [row("none", 0.0, 0.9), row("fgsm", 0.03, 0.5)])
+    assert not (tmp_path / "accuracy_vs_eps.png").exists()
+    assert "## Notes" not in (tmp_path / "results.md").read_text()
+
+
+def test_write_job_failure(tmp_path):
+    write_job_failure(tmp_path / "3", ["attack=pgd_linf", "eps=0.1"], "boom")
+    assert json.loads((tmp_path / "3" / "error.json").read_text()) == {
+        "overrides": ["attack=pgd_linf", "eps=0.1"],
+        "error": "boom",
+    }
+
+
+def test_plot_writes_a_png(tmp_path):
+    path = tmp_path / "plot.png"
+    plot_accuracy_vs_eps(monotone_rows(), path)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+
+
+# --- console -----------------------------------------------------------------------------
+
+
+def test_results_table_has_one_line_per_row_in_percent():
+    rows = monotone_rows()
+    table = results_table(rows, notes=["watch out"])
+    assert table.row_count == len(rows)
+    accuracy = next(column for column in table.columns if column.header == "accuracy (%)")
+    assert list(accuracy.cells)[:2] == ["90.00", "70.00"]
+    assert "watch out" in table.caption
+
+
+def test_print_results_shows_table_and_notes():
+    console = Console(file=StringIO(), width=140)
+    print_results(monotone_rows(), notes=["label leaking suspected"], console=console)
+    printed = console.file.getvalue()
+    assert "pgd_linf" in printed and "30.00" in printed and "label leaking suspected" in printed
+
+
+# --- notes -------------------------------------------------------------------------------
+
+
+def test_notes_silent_on_a_clean_monotone_table():
+    assert table_notes(monotone_rows()) == []
+
+
+def test_note_attacked_accuracy_above_clean():
+    notes = table_notes([row("fgsm", 0.03, 0.95, clean=0.9)])
+    assert len(notes) == 1 and "above the clean accuracy 90.00%" in notes[0]
+
+
+@pytest.mark.parametrize("one_step", ["fgsm", "step_ll", "fast_fgsm"])
+def test_note_one_step_attack_stronger_than_pgd(one_step):
+    notes = table_notes([row(one_step, 0.03, 0.4), row("pgd_linf", 0.03, 0.5)])
+    assert len(notes) == 1 and notes[0].startswith(f"{one_step} at eps=0.03 is stronger")
+
+
+def test_no_note_for_bim_stronger_than_pgd():
+    assert table_notes([row("bim", 0.03, 0.4), row("pgd_linf", 0.03, 0.5)]) == []
+
+
+def test_note_accuracy_rising_with_eps():
+    rising = [row("pgd_linf", 0.01, 0.5), row("pgd_linf", 0.02, 0.504), row("pgd_linf", 0.03, 0.6)]
+    notes = table_notes(rising)
+    assert len(notes) == 1 and "rises with eps" in notes[0] and "eps=0.03" in notes[0]
+    within_noise = [row("pgd_linf", 0.01, 0.5), row("pgd_linf", 0.03, 0.504)]
+    assert table_notes(within_noise) == []
+
+
+@pytest.mark.parametrize("black_box", ["nes", "transfer", "gaussian", "random_sign", "trunc_normal"])
+def test_note_black_box_or_noise_stronger_than_every_white_box(black_box):
+    rows = [row("fgsm", 0.03, 0.5), row("pgd_linf", 0.03, 0.4), row(black_box, 0.03, 0.3)]
+    notes = table_notes(rows)
+    assert len(notes) == 1 and notes[0].startswith(f"{black_box} at eps=0.03")
+    assert table_notes([*rows[:2], row(black_box, 0.03, 0.45)]) == []
+
+
+def test_black_box_is_not_compared_with_an_other_norm():
+    assert table_notes([row("pgd_l2", 0.03, 0.1), row("nes", 0.03, 0.3)]) == []
+
+
+def test_note_label_leaking():
+    for pred_row in (row("fgsm_pred", 0.03, 0.4), row("fgsm", 0.03, 0.4, label="pred")):
+        notes = table_notes([row("fgsm", 0.03, 0.42, label="true"), pred_row])
+        assert len(notes) == 1 and "label leaking (Kurakin et al.)" in notes[0]
+    assert table_notes([row("fgsm", 0.03, 0.405), row("fgsm_pred", 0.03, 0.4)]) == []
+
+
+def test_notes_compare_rows_of_the_same_model_only():
+    rows = [row("fgsm", 0.03, 0.4, model="cnn"), row("pgd_linf", 0.03, 0.5, model="mlp")]
+    assert table_notes(rows) == []
+    rows.append(row("pgd_linf", 0.03, 0.5, model="cnn"))
+    notes = table_notes(rows)
+    assert len(notes) == 1 and notes[0].startswith("[cnn] fgsm")
+
+
+# --- multirun aggregation ----------------------------------------------------------------
+
+
+def make_job(sweep, name, overrides):
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
+    return job
+
+
+def test_aggregate_sweep(tmp_path):
+    sweep = tmp_path / "multirun"
+    for name, eps, accuracy in (("0", 0.0, 0.9), ("1", 0.1, 0.6)):
+        job = make_job(sweep, name, ["attack=fgsm", f"eps={eps}"])
+        write_results(job, [row("fgsm", eps, accuracy, model="mlp")])
+    failed_job = make_job(sweep, "2", ["attack=pgd_linf", "eps=0.1"])
+    write_job_failure(failed_job, ["attack=pgd_linf", "eps=0.1"], "CUDA out of memory")
+    make_job(sweep, "10", ["attack=pgd_linf", "eps=0.0"])
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+
+    result = aggregate_sweep(sweep)
+
+    assert [(r["job"], r["eps"]) for r in result["rows"]] == [("0", 0.0), ("1", 0.1)]
+    assert result["failed"] == [
+        {"job": "2", "overrides": ["attack=pgd_linf", "eps=0.1"], "error": "CUDA out of memory"}
+    ]
+    assert [job["job"] for job in result["incomplete"]] == ["10"]
+
+    with open(sweep / "summary.csv", newline="") as handle:
+        records = list(csv.DictReader(handle))
+    fgsm = next(r for r in records if r["attack"] == "fgsm")
+    assert (fgsm["status"], fgsm["clean"], fgsm["eps=0"], fgsm["eps=0.1"]) == (
+        "ok", "90.00", "90.00", "60.00")
+    failed = next(r for r in records if r["status"] == "failed")
+    assert (failed["job"], failed["error"]) == ("2", "CUDA out of memory")
+    assert failed["overrides"] == "attack=pgd_linf eps=0.1"
+    assert next(r for r in records if r["status"] == "incomplete")["job"] == "10"
+
+    markdown = (sweep / "summary.md").read_text()
+    assert "| attack | clean | eps=0 | eps=0.1 |" in markdown
+    assert "| fgsm | 90.00 | 90.00 | 60.00 |" in markdown
+    failures = markdown.split("## Failed jobs")[1].split("## Incomplete jobs")[0]
+    assert "`2`" in failures and "attack=pgd_linf eps=0.1" in failures
+    assert "CUDA out of memory" in failures
+    assert "`10`" in markdown.split("## Incomplete jobs")[1]
+    assert (sweep / "accuracy_vs_eps.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_aggregate_sweep_splits_rows_by_model_and_varying_overrides(tmp_path):
+    sweep = tmp_path / "multirun"
+    jobs = [
+        ("0", "mlp", "attack.steps=10", 0.5),
+        ("1", "cnn", "attack.steps=10", 0.4),
+        ("2", "cnn", "attack.steps=40", 0.3),
+    ]
+    for name, model, steps, accuracy in jobs:
+        job = make_job(sweep, name, [f"model={model}", "attack=pgd_linf", steps, "eps=0.03"])
+        write_results(job, [row("pgd_linf", 0.03, accuracy, model=model)])
+    aggregate_sweep(sweep)
+    markdown = (sweep / "summary.md").read_text()
+    assert "| model | attack.steps | attack | clean | eps=0.03 |" in markdown
+    assert "| cnn | 40 | pgd_linf | 90.00 | 30.00 |" in markdown
+    assert "| mlp | 10 | pgd_linf | 90.00 | 50.00 |" in markdown
+
+
+def test_aggregate_sweep_without_jobs_is_a_user_error(tmp_path):
+    (tmp_path / "not_a_job").mkdir()
+    with pytest.raises(UserError, match="no jobs found under"):
+        aggregate_sweep(tmp_path)
+    with pytest.raises(UserError, match="not found"):
+        aggregate_sweep(tmp_path / "missing")
+
+
+def test_aggregate_sweep_reports_unreadable_results_as_failed(tmp_path):
+    job = make_job(tmp_path, "0", ["attack=fgsm"])
+    (job / "results.json").write_text("[{")
+    result = aggregate_sweep(tmp_path)
+    assert result["rows"] == [] and "unreadable results.json" in result["failed"][0]["error"]
+
+
+def test_reporting_import_stays_free_of_torch_and_matplotlib():
+    code = (
+        "import sys, robustbench_cli.reporting; "
+        "print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning', 'matplotlib')))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"
