@@ -21,7 +21,7 @@ lint:
 	$(PY) -m ruff check robustbench_cli tests
 
 bench:
-	$(PY) -m robustbench_cli.bench
+	$(PY) tests/bench_attacks.py
 
 clean:
 	rm -rf outputs multirun bench_out build dist *.egg-info .pytest_cache .ruff_cache

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import FASHION, ok, robust
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,10 +4,9 @@ and nothing written by an earlier run in the same folder changes."""
 import hashlib
 
 import pytest
-from PIL import Image
-
 from conftest import SHARED_DATA
 from helpers import FASHION, ok, robust
+from PIL import Image
 
 
 @pytest.fixture(scope="module")

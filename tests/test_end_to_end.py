@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import FASHION, ok, robust
+
 
 def test_train_reaches_well_above_chance(trained):
     _, metrics, run_dir = trained
@@ -84,10 +84,25 @@ def test_load_classifier_python_api(trained):
     assert logits.shape == (3, 10)
 
 
-@pytest.mark.slow
 def test_ddp_cpu_training_from_the_robust_command(tmp_path, fashion_root):
     ok(robust("train", "trainer=ddp_cpu", "dataset=fashion_mnist", f"dataset.root={FASHION}",
               "dataset.limit_train=1000", "dataset.limit_test=200", "trainer.max_epochs=1",
               "hydra.run.dir=ddp", cwd=tmp_path))
     metrics = json.loads(Path(tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5 and metrics["config"]["trainer"]["devices"] == 2
+
+
+def test_multirun_with_a_failing_job_keeps_the_others(trained):
+    work, metrics, run_dir = trained
+    ckpt = run_dir / metrics["checkpoint"]
+    process = robust("eval", "-m", f"ckpt_path={ckpt}", "dataset.limit_test=100", "attack=fgsm",
+                     "eps=0.1,-1", "hydra.sweep.dir=failing", cwd=work)
+    assert process.returncode != 0
+    assert "eps must be >= 0" in process.stderr and "Traceback" not in process.stderr
+    sweep = work / "failing"
+    assert json.loads((sweep / "0" / "results.json").read_text())[0]["eps"] == 0.1
+    assert "eps must be >= 0" in json.loads((sweep / "1" / "error.json").read_text())["error"]
+    summary = (sweep / "summary.md").read_text()
+    assert "fgsm" in summary and "eps must be >= 0" in summary
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert any(r.get("status") == "failed" for r in rows)

@@ -5,6 +5,7 @@ frozen parameters, takes gradients with respect to the input alone, and returns 
 batch clamped to [0, 1] and projected into the eps-ball. Subclasses implement `_perturb`.
 """
 
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 
 import torch
@@ -36,7 +37,7 @@ def per_example_norm(t: torch.Tensor, p: float) -> torch.Tensor:
     return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-class Attack:
+class Attack(ABC):
     """`attack(x, y) -> x_adv`: same shape, in [0, 1], inside the eps-ball, x untouched."""
 
     name: str
@@ -58,9 +59,9 @@ class Attack:
             x_adv = self._project(x, self._perturb(x, y))
         return x_adv.detach()
 
+    @abstractmethod
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The attack itself, on a batch already detached; `__call__` projects the result."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _perturb")
 
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """Into the eps-ball around x, then into [0, 1] (which only moves points toward x)."""

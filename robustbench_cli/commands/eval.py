@@ -10,21 +10,39 @@ def evaluate(cfg) -> list[dict]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from robustbench_cli.checkpoints import (META_KEY, build_classifier, classifier_state,
-                                             file_sha256, newest_train_checkpoint, read_checkpoint)
-    from robustbench_cli.config import (attack_configs, check_positive_int, check_seed,
-                                        explicit_choices, load_group_option, parse_eps)
+    from robustbench_cli.checkpoints import (
+        META_KEY,
+        build_classifier,
+        classifier_state,
+        file_sha256,
+        newest_train_checkpoint,
+        read_checkpoint,
+    )
+    from robustbench_cli.config import (
+        attack_configs,
+        check_positive_int,
+        check_seed,
+        explicit_choices,
+        load_group_option,
+        parse_eps,
+    )
     from robustbench_cli.data import RobustDataModule
     from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import AttackSpec, evaluate
     from robustbench_cli.provenance import git_revision
-    from robustbench_cli.reporting import atomic_write_text, print_results, table_notes, write_results
+    from robustbench_cli.reporting import (
+        atomic_write_text,
+        print_results,
+        table_notes,
+        write_results,
+    )
 
     check_seed(cfg)
     check_positive_int(cfg.batch_size, "batch_size")
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
     specs = [AttackSpec(c.pop("name"), c) for c in attack_configs(cfg, overrides)]
+    worst_case = len(specs) > 1  # over the attacks the user listed (and fgsm_pred, if added)
     if any(s.name == "fgsm" and str(s.params.get("label")).lower() == "true" for s in specs) and \
             not any(s.name == "fgsm_pred" for s in specs):
         pred = load_group_option("attack", "fgsm_pred")  # label-leaking check, Kurakin et al.
@@ -52,7 +70,8 @@ def evaluate(cfg) -> list[dict]:
     model = build_classifier(meta, classifier_state(content), ckpt)
 
     rows = evaluate(model, test_set, specs, eps_list, batch_size=cfg.batch_size,
-                    num_workers=dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress)
+                    num_workers=dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress,
+                    worst_case=worst_case)
     identity = {"model": trained, "dataset": dataset_cfg.name,
                 "defense": meta.get("defense", {}).get("name", "none"),
                 "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": file_sha256(ckpt),

@@ -45,8 +45,10 @@ def _top5_hits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list: list[float], *,
              batch_size: int = 256, num_workers: int = 0, device: str = "auto",
-             progress: bool = True) -> list[dict]:
-    """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows."""
+             progress: bool = True, worst_case: bool | None = None) -> list[dict]:
+    """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows,
+    plus a worst-case row per eps (by default when there are several attacks)."""
+    worst_case = len(specs) > 1 if worst_case is None else worst_case
     device = resolve_device(device)
     was_training = model.training
     model.eval().to(device)
@@ -75,7 +77,7 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
                 advance()
     finally:
         model.train(was_training)
-    return _rows(specs, eps_list, tallies, clean, n, num_classes=logits.shape[1])
+    return _rows(specs, eps_list, tallies, clean, n, logits.shape[1], worst_case)
 
 
 def _attack_batch(attack, model, x, y, correct, clean_top5, tally: _Tally) -> torch.Tensor:
@@ -97,9 +99,10 @@ def _attack_batch(attack, model, x, y, correct, clean_top5, tally: _Tally) -> to
     return robust
 
 
-def _rows(specs, eps_list, tallies, clean: _Tally, n: int, num_classes: int) -> list[dict]:
+def _rows(specs, eps_list, tallies, clean: _Tally, n: int, num_classes: int,
+          worst_case: bool) -> list[dict]:
     with_top5 = num_classes > 5
-    names = [s.name for s in specs] + ([WORST_CASE] if len(specs) > 1 else [])
+    names = [s.name for s in specs] + ([WORST_CASE] if worst_case else [])
     params = {s.name: s.params for s in specs}
     rows = []
     for name in names:
