@@ -106,3 +106,21 @@ def test_multirun_with_a_failing_job_keeps_the_others(trained):
     assert "fgsm" in summary and "eps must be >= 0" in summary
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert any(r.get("status") == "failed" for r in rows)
+
+
+def test_same_seed_and_config_give_the_same_model(tmp_path, fashion_root):
+    import torch
+
+    from robustbench_cli import load_classifier
+
+    args = ["train", "dataset=fashion_mnist", f"dataset.root={FASHION}", "dataset.limit_train=1000",
+            "dataset.limit_test=300", "trainer.max_epochs=1", "seed=7"]
+    runs = []
+    for name in ("a", "b"):
+        ok(robust(*args, f"hydra.run.dir={name}", cwd=tmp_path))
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        runs.append((metrics["test_accuracy"], load_classifier(tmp_path / name / metrics["checkpoint"])))
+    (acc_a, model_a), (acc_b, model_b) = runs
+    assert acc_a == acc_b
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), name

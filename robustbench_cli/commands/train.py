@@ -6,6 +6,7 @@ import sys
 def train(cfg) -> dict:
     import json
     import time
+    import warnings
     from pathlib import Path
 
     import pytorch_lightning as pl
@@ -23,9 +24,11 @@ def train(cfg) -> dict:
     from robustbench_cli.reporting import atomic_write_text
 
     check_train_config(cfg)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, not actionable
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
+    data.prepare_data()  # missing data fails here, before the Trainer starts (DDP ranks come later)
     model = build_model(cfg.model, data.info)
     meta = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
