@@ -1,0 +1,41 @@
+"""Image-folder splits whose class folders get indices from a given name -> index mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
+
+from robustbench_cli.errors import UserError
+
+
+class MappedImageFolder(ImageFolder):
+    """torchvision's ImageFolder, but labels come from `class_to_idx` instead of folder order.
+
+    That keeps standard indices (ImageNet-1k, CIFAR-10) when only some classes are present.
+    """
+
+    def __init__(self, split_dir: Path, class_to_idx: dict[str, int], transform):
+        self._fixed_class_to_idx = dict(class_to_idx)
+        try:
+            super().__init__(str(split_dir), transform=transform)
+        except FileNotFoundError as error:  # a class folder without a single image
+            raise UserError(f"{split_dir}: {str(error).splitlines()[0]}") from error
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        return sorted(self._fixed_class_to_idx), self._fixed_class_to_idx
+
+
+def folder_image_transform(resize: int, crop: int, channels: int) -> v2.Compose:
+    """PIL image -> float tensor in [0, 1]: short side to `resize`, centre `crop`, 1 or 3 channels."""
+    steps = [v2.Grayscale(num_output_channels=1)] if channels == 1 else []
+    steps += [
+        v2.Resize(resize),
+        v2.CenterCrop(crop),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.ToPureTensor(),  # plain tensors downstream, not tv_tensors.Image
+    ]
+    return v2.Compose(steps)
