@@ -18,7 +18,11 @@ from robustbench_cli.attacks import ATTACK_NAMES, Attack, build
 from robustbench_cli.errors import UserError
 
 ATTACK_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "attack"
-EPS_FOR_NORM = {"linf": 0.1, "l2": 1.0, None: 0.1}
+EPS_FOR_NORM = {"linf": 0.1, "l2": 1.0, "l0": 0.5, None: 0.1}
+# transfer crafts on checkpoints: tests/test_attacks_blackbox.py covers it with real ones.
+MODEL_ONLY_ATTACKS = tuple(name for name in ATTACK_NAMES if name != "transfer")
+# Smaller budgets where the defaults would make the bounds tests slow.
+QUICK_PARAMS = {"jsma": {"max_pixels": 0.03}, "nes": {"samples": 5, "max_queries": 110}}
 
 
 def read_idx_head(path: Path, count: int) -> np.ndarray:
@@ -64,13 +68,17 @@ def trained_mlp(fashion_root):
     return model.eval()
 
 
+def cifar_test_images(root: Path, count: int):
+    """`count` CIFAR-10 test images, cycling through the classes, and their labels."""
+    classes = sorted(p for p in (root / "test").iterdir() if p.is_dir())
+    files = [sorted(classes[i % 10].glob("*.jpg"))[i // 10] for i in range(count)]
+    x = torch.stack([decode_image(str(f), mode=ImageReadMode.RGB) for f in files]).float() / 255
+    return x, torch.arange(count) % 10
+
+
 @pytest.fixture(scope="module")
 def cifar_images(cifar_root):
-    """64 CIFAR-10 test images, cycling through the classes."""
-    classes = sorted(p for p in (cifar_root / "test").iterdir() if p.is_dir())
-    files = [sorted(classes[i % 10].glob("*.jpg"))[i // 10] for i in range(64)]
-    x = torch.stack([decode_image(str(f), mode=ImageReadMode.RGB) for f in files]).float() / 255
-    return x, torch.arange(64) % 10
+    return cifar_test_images(cifar_root, 64)
 
 
 def small_cnn(classes: int = 10) -> nn.Module:
@@ -103,34 +111,46 @@ def perturbation_norms(x_adv, x, norm):
     return (x_adv - x).flatten(1).norm(p=float("inf") if norm == "linf" else 2, dim=1)
 
 
-@pytest.mark.parametrize("name", ATTACK_NAMES)
+def assert_inside_the_threat_model(attack, x_adv, x):
+    """[0, 1], and the attack's ball: L-inf or L2 radius eps; for L0, at most max_pixels of
+    the features raised, each by at most eps; no ball for noise without a norm."""
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert not x_adv.requires_grad and x_adv.grad_fn is None
+    change = (x_adv - x).flatten(1)
+    if attack.norm == "l0":
+        assert change.min() >= 0 and change.max() <= attack.eps + 1e-6
+        budget = math.ceil(attack.max_pixels * change.shape[1])
+        assert (change != 0).sum(1).max() <= budget
+    elif attack.norm is not None:
+        assert perturbation_norms(x_adv, x, attack.norm).max() <= attack.eps + 1e-5
+
+
+@pytest.mark.parametrize("name", MODEL_ONLY_ATTACKS)
 def test_attack_output_is_in_range_and_inside_the_ball(name, model_and_batch):
     model, x, y = model_and_batch
     norm = build(name, model, eps=0.1).norm
-    eps = EPS_FOR_NORM[norm]
-    attack = build(name, model, eps=eps)
+    attack = build(name, model, eps=EPS_FOR_NORM[norm], **QUICK_PARAMS.get(name, {}))
     x_before = x.clone()
 
     x_adv = attack(x, y)
 
     assert isinstance(attack, Attack) and attack.name == name
-    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert torch.equal(x, x_before)
-    assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert not x_adv.requires_grad and x_adv.grad_fn is None
+    assert_inside_the_threat_model(attack, x_adv, x)
     if name == "none":
         assert torch.equal(x_adv, x)
     else:
-        assert perturbation_norms(x_adv, x, norm).max() <= eps + 1e-5
         assert (x_adv != x).any()
 
 
-@pytest.mark.parametrize("name", ATTACK_NAMES)
+@pytest.mark.parametrize("name", MODEL_ONLY_ATTACKS)
 def test_eps_zero_returns_the_input(name, trained_mlp, fashion_test):
     x, y = fashion_test[0][:32], fashion_test[1][:32]
     attack = build(name, trained_mlp, eps=0)
     assert torch.equal(attack(x, y), x)
     assert attack.stats["gradient_passes"] == 0
+    assert all(count == 0 for count in attack.stats.values())
 
 
 def binary_direction(model, x, labels):
@@ -223,14 +243,15 @@ def test_kurakin_schedule_sets_the_number_of_steps(name, eps, steps, trained_mlp
     assert overridden.stats["gradient_passes"] == 3 * len(x)
 
 
-@pytest.mark.parametrize("name", ["fgsm", "step_rnd", "pgd_linf", "bim"])
+@pytest.mark.parametrize("name", ["fgsm", "step_rnd", "pgd_linf", "bim", "jsma", "nes",
+                                  "random_sign"])
 def test_attack_leaves_mode_batchnorm_and_gradients_alone(name, cifar_images):
     model = small_cnn().train()
     model[-1].eval()  # a mixed-mode model must come back mixed
     batchnorm = model[1]
     statistics = {k: v.clone() for k, v in batchnorm.state_dict().items()}
 
-    build(name, model, eps=0.03)(*cifar_images)
+    build(name, model, eps=0.03, **QUICK_PARAMS.get(name, {}))(*cifar_images)
 
     assert model.training and batchnorm.training and not model[-1].training
     for key, value in batchnorm.state_dict().items():
@@ -255,11 +276,12 @@ def test_mode_and_parameters_are_restored_when_the_model_fails(cifar_images):
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_attack_works_when_called_under_inference_mode(trained_mlp, fashion_test):
+@pytest.mark.parametrize("name", ["pgd_linf", "nes"])
+def test_attack_works_when_called_under_inference_mode(name, trained_mlp, fashion_test):
     # Lightning runs test and predict steps under torch.inference_mode().
     with torch.inference_mode():
         x, y = fashion_test[0][:32].clone(), fashion_test[1][:32].clone()
-        x_adv = build("pgd_linf", trained_mlp, eps=0.1)(x, y)
+        x_adv = build(name, trained_mlp, eps=0.1)(x, y)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert accuracy(trained_mlp, x_adv, y) < accuracy(trained_mlp, x, y)
 
@@ -305,6 +327,33 @@ def test_robust_accuracy_agrees_with_torchattacks(name, params, reference, train
         ("pgd_linf", {"eps": 0.1, "early_stop": "maybe"}, "early_stop must be true or false"),
         ("pgd_linf", {"eps": 0.1, "random_start": False, "restarts": 2}, "needs random_start"),
         ("step_rnd", {"eps": 0.1, "seed": -1}, "seed must be a non-negative integer"),
+        ("jsma", {"eps": 1.5}, "eps must be <= 1 for an L0 attack"),
+        ("jsma", {"eps": 1, "max_pixels": 1.5}, "max_pixels is a fraction"),
+        ("jsma", {"eps": 1, "max_pixels": 0}, "max_pixels must be > 0"),
+        ("jsma", {"eps": 1, "target": "best"}, "target must be one of random, ll, none or a class"),
+        ("jsma", {"eps": 1, "target": -1}, "target must be one of"),
+        ("jsma", {"eps": 1, "saliency": "probs"}, "saliency must be one of softmax, logits"),
+        ("jsma", {"eps": 1, "candidates": 0}, "candidates must be a positive integer"),
+        ("nes", {"eps": 1.5}, "eps must be <= 1 for an L-inf attack"),
+        ("nes", {"eps": 0.1, "samples": 0}, "samples must be a positive integer"),
+        ("nes", {"eps": 0.1, "sigma": 0}, "sigma must be > 0"),
+        ("nes", {"eps": 0.1, "momentum": 1}, "momentum must be in [0, 1)"),
+        ("nes", {"eps": 0.1, "samples": 10, "max_queries": 20}, "2 * samples + 1 = 21 queries"),
+        ("nes", {"eps": 0.1, "steps": 0}, "steps must be a positive integer"),
+        ("gaussian", {"eps": 0.1, "sigma": -1}, "sigma must be > 0"),
+        ("random_sign", {"eps": 2}, "eps must be <= 1"),
+        ("trunc_normal", {"eps": 0.1, "seed": "x"}, "seed must be a non-negative integer"),
+        ("transfer", {"eps": 0.1}, "source_ckpt is required"),
+        ("transfer", {"eps": 0.1, "source_ckpt": []}, "source_ckpt must be a checkpoint path"),
+        ("transfer", {"eps": 0.1, "source_ckpt": "a.ckpt", "source_attack": "transfer"},
+         "source_attack cannot be transfer"),
+        ("transfer", {"eps": 0.1, "source_ckpt": "a.ckpt", "source_attack": "cw"},
+         "unknown attack 'cw'"),
+        ("transfer", {"eps": 0.1, "source_ckpt": "a.ckpt", "source_params": [1]},
+         "source_params must be a mapping"),
+        ("transfer", {"eps": 0.1, "source_ckpt": "a.ckpt", "source_params": {"eps": 1}},
+         "source_params cannot set eps"),
+        ("transfer", {"eps": 0.1, "source_ckpt": "missing.ckpt"}, "checkpoint not found: missing.ckpt"),
     ],
 )
 def test_bad_parameters_raise_user_error(name, params, message, trained_mlp):
@@ -329,6 +378,10 @@ def test_every_attack_config_builds(trained_mlp):
     assert set(configs) == set(ATTACK_NAMES)
     for stem, config in configs.items():
         assert config["name"] == stem and "eps" not in config
+        if stem == "transfer":  # the config cannot know the user's source checkpoint
+            with pytest.raises(UserError, match="source_ckpt is required"):
+                build(stem, trained_mlp, eps=0.03, **config)
+            continue
         assert build(stem, trained_mlp, eps=0.03, **config).name == stem
 
 

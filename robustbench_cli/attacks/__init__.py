@@ -22,6 +22,12 @@ _REGISTRY = {
     "iter_ll": "iterative:IterLL",
     "pgd_linf": "iterative:PGDLinf",
     "pgd_l2": "iterative:PGDL2",
+    "jsma": "jsma:JSMA",
+    "nes": "nes:NES",
+    "gaussian": "noise:Gaussian",
+    "random_sign": "noise:RandomSign",
+    "trunc_normal": "noise:TruncNormal",
+    "transfer": "transfer:Transfer",
 }
 ATTACK_NAMES = tuple(sorted(_REGISTRY))
 

@@ -41,20 +41,26 @@ class Attack(ABC):
     """`attack(x, y) -> x_adv`: same shape, in [0, 1], inside the eps-ball, x untouched."""
 
     name: str
-    norm: str | None = "linf"  # "linf", "l2", or None for no perturbation
+    # "linf" or "l2": projected into that eps-ball; "l0": the attack counts its changed
+    # features itself; None: no ball (noise, or no perturbation), only [0, 1].
+    norm: str | None = "linf"
     label = "true"  # which labels a loss uses, for attacks that take the `label` param
+    uses_gradients = True  # False: the attack only reads outputs, and runs without autograd
+    stat_names = ("gradient_passes",)  # counters in `stats`, reset by every call
 
     def __init__(self, model: torch.nn.Module, *, eps):
         self.model = model
         self.eps = params.eps(eps, self.norm)
-        self.stats = {"gradient_passes": 0}
+        self.stats = dict.fromkeys(self.stat_names, 0)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.stats = {"gradient_passes": 0}
+        self.stats = dict.fromkeys(self.stat_names, 0)
         if self.eps == 0:
             return x.detach().clone()
-        # Lightning evaluates under inference mode; the attack needs autograd whatever the caller.
-        with torch.inference_mode(False), torch.enable_grad(), frozen_eval(self.model):
+        # Lightning evaluates under inference mode; a gradient attack needs autograd whatever
+        # the caller, and an output-only attack must not record a graph through the model.
+        grad_mode = torch.enable_grad() if self.uses_gradients else torch.no_grad()
+        with torch.inference_mode(False), grad_mode, frozen_eval(self.model):
             x, y = x.detach().clone(), y.detach().clone()  # clone: inference tensors -> normal
             x_adv = self._project(x, self._perturb(x, y))
         return x_adv.detach()
@@ -64,10 +70,11 @@ class Attack(ABC):
         """The attack itself, on a batch already detached; `__call__` projects the result."""
 
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        """Into the eps-ball around x, then into [0, 1] (which only moves points toward x)."""
+        """Into the eps-ball around x (for "linf" and "l2"), then into [0, 1] (which only moves
+        points toward x)."""
         if self.norm == "l2":
             x_adv = x + (x_adv - x).renorm(p=2, dim=0, maxnorm=self.eps)
-        else:
+        elif self.norm == "linf":
             x_adv = torch.minimum(torch.maximum(x_adv, x - self.eps), x + self.eps)
         return x_adv.clamp(0, 1)
 

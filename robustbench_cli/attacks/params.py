@@ -9,6 +9,7 @@ from fractions import Fraction
 from robustbench_cli.errors import UserError
 
 LABEL_CHOICES = ("true", "pred")
+PER_PIXEL_NORMS = {"linf": "L-inf", "l0": "L0"}  # norm -> its name in messages
 
 
 def number(key: str, value) -> float:
@@ -26,12 +27,14 @@ def number(key: str, value) -> float:
 
 
 def eps(value, norm: str | None) -> float:
-    """eps >= 0; in the L-inf ball of [0, 1] images it is also at most 1."""
+    """eps >= 0; where it bounds each pixel's change (L-inf, and L0's per-feature change) it
+    is also at most 1, the width of [0, 1]."""
     value = number("eps", value)
     if value < 0:
         raise UserError(f"eps must be >= 0, got {value}")
-    if norm == "linf" and value > 1:
-        raise UserError(f"eps must be <= 1 for an L-inf attack on [0, 1] images, got {value}")
+    if norm in PER_PIXEL_NORMS and value > 1:
+        raise UserError(f"eps must be <= 1 for an {PER_PIXEL_NORMS[norm]} attack on [0, 1] images, "
+                        f"got {value}")
     return value
 
 

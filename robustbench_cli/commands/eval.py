@@ -72,8 +72,9 @@ def evaluate(cfg) -> list[dict]:
     rows = evaluate(model, test_set, specs, eps_list, batch_size=cfg.batch_size,
                     num_workers=dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress,
                     worst_case=worst_case)
-    identity = {"model": trained, "dataset": dataset_cfg.name,
-                "defense": meta.get("defense", {}).get("name", "none"),
+    defense = dict(meta.get("defense", {"name": "none"}))
+    identity = {"model": trained, "dataset": dataset_cfg.name, "defense": defense.pop("name"),
+                "defense_params": defense,
                 "checkpoint": str(ckpt.resolve()), "checkpoint_sha256": file_sha256(ckpt),
                 "seed": cfg.seed}
     rows = [{**row, **identity} for row in rows]

@@ -1,77 +1,109 @@
-"""`robust train`: fit a classifier with Lightning, then test it; write metrics.json."""
+"""`robust train`: fit a classifier (under its defense) with Lightning, test it, write metrics.json."""
 
 import sys
 
 
-def train(cfg) -> dict:
-    import json
+def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: int,
+              callbacks=(), defense: dict | None = None) -> dict:
+    """Fit `model` under `objective` into stage_dir/checkpoints, test the best checkpoint;
+    returns its metrics (every rank gets them, rank 0 alone writes files)."""
     import time
-    import warnings
     from pathlib import Path
 
     import pytorch_lightning as pl
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
     from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
     from pytorch_lightning.loggers import CSVLogger
 
     from robustbench_cli.checkpoints import file_sha256
-    from robustbench_cli.config import check_train_config, recorded_dataset_config
-    from robustbench_cli.data import RobustDataModule
+    from robustbench_cli.config import recorded_dataset_config
     from robustbench_cli.lit.classifier import ClassifierModule
-    from robustbench_cli.models import build_model
-    from robustbench_cli.provenance import git_revision
-    from robustbench_cli.reporting import atomic_write_text
 
-    check_train_config(cfg)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, not actionable
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
-    data.prepare_data()  # missing data fails here, before the Trainer starts (DDP ranks come later)
-    model = build_model(cfg.model, data.info)
+    stage_dir = Path(stage_dir)
     meta = {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model_cfg,
         "dataset": recorded_dataset_config(cfg.dataset),
         "info": data.info.to_dict(),
-        "defense": OmegaConf.to_container(cfg.defense, resolve=True),
+        "defense": defense or OmegaConf.to_container(cfg.defense, resolve=True),
         "seed": cfg.seed,
     }
-    module = ClassifierModule(model, OmegaConf.to_container(cfg.optim), meta, cfg.trainer.max_epochs)
+    module = ClassifierModule(model, OmegaConf.to_container(cfg.optim), meta, epochs, objective)
     has_val = cfg.dataset.val_fraction > 0
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+    checkpoints = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best",
                                   monitor="val_acc" if has_val else None, mode="max",
                                   save_top_k=1, save_last=True, enable_version_counter=False)
-    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True),
-                         default_root_dir=run_dir, callbacks=[checkpoints, RichProgressBar()],
-                         logger=CSVLogger(run_dir, name="logs", version=""))
+    trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True), "max_epochs": epochs}
+    trainer = pl.Trainer(**trainer_args, default_root_dir=stage_dir,
+                         callbacks=[checkpoints, RichProgressBar(), *callbacks],
+                         logger=CSVLogger(stage_dir, name="logs", version=""))
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path)
-    seconds = time.perf_counter() - start
-    best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
-    tested = trainer.test(module, datamodule=data, ckpt_path=str(best), verbose=False)[0]
-    if not trainer.is_global_zero:
-        return {}
-    metrics = {
-        "model": cfg.model.name,
+    best = stage_dir / "checkpoints" / "best.ckpt"
+    if epochs > 0:
+        # weights_only: never unpickle code from a checkpoint, ours or a resumed one
+        trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path, weights_only=True)
+        best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
+        tested = trainer.test(module, datamodule=data, ckpt_path=str(best), verbose=False,
+                              weights_only=True)[0]
+    else:  # nothing to fit (pruning without fine-tuning): test and save the model as it is
+        tested = trainer.test(module, datamodule=data, verbose=False)[0]
+        for path in (best, best.with_name("last.ckpt")):
+            trainer.save_checkpoint(path, weights_only=True)
+    return {
+        "model": model_cfg["name"],
         "dataset": cfg.dataset.name,
-        "defense": cfg.defense.name,
+        "defense": meta["defense"]["name"],
         "test_accuracy": tested["test_acc"],
         "test_top5": tested.get("test_top5"),
         "n_test": len(data.test_dataset()),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        "seconds": round(seconds, 3),
+        "seconds": round(time.perf_counter() - start, 3),
         "seed": cfg.seed,
-        "checkpoint": str(best.relative_to(run_dir)),
+        "checkpoint": str(best.relative_to(stage_dir)),
         "last_checkpoint": "checkpoints/last.ckpt",
-        "checkpoint_sha256": file_sha256(best),
-        "git_revision": git_revision(),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "checkpoint_sha256": file_sha256(best) if trainer.is_global_zero else None,
+        "is_global_zero": trainer.is_global_zero,
     }
+
+
+def train(cfg, run_dir=None) -> dict:
+    """`robust train` on a composed config; run_dir defaults to Hydra's run folder."""
+    import json
+    import warnings
+    from functools import partial
+    from pathlib import Path
+
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    from robustbench_cli.config import check_train_config
+    from robustbench_cli.data import RobustDataModule
+    from robustbench_cli.defenses import plan_training
+    from robustbench_cli.provenance import git_revision
+    from robustbench_cli.reporting import atomic_write_text
+
+    check_train_config(cfg)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, not actionable
+    if run_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        run_dir = HydraConfig.get().runtime.output_dir
+    run_dir = Path(run_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
+    data.prepare_data()  # missing data fails here, before the Trainer starts (DDP ranks come later)
+    stage = partial(fit_stage, cfg, data)
+    plan = plan_training(cfg, data, run_dir, stage)
+    metrics = stage(plan.model, plan.objective, plan.model_cfg, run_dir, plan.max_epochs,
+                    plan.callbacks)
+    if not metrics.pop("is_global_zero"):
+        return metrics
+    metrics.update(plan.extra_metrics)
+    metrics["git_revision"] = git_revision()
+    metrics["config"] = OmegaConf.to_container(cfg, resolve=True)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(f"clean test accuracy {100 * metrics['test_accuracy']:.2f}% on {metrics['n_test']} images; "
-          f"checkpoint {best}")
+          f"checkpoint {run_dir / metrics['checkpoint']}")
     return metrics
 
 

@@ -58,6 +58,12 @@ class RobustDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset(), shuffle=False)
 
+    def statistics_dataloader(self) -> DataLoader:
+        """The training examples in order and without augmentation, for statistics over the
+        training data (pruning's mean activations)."""
+        train = self._fit_splits()[0]
+        return self._loader(train.dataset if isinstance(train, AugmentedImages) else train, shuffle=False)
+
     def _fit_splits(self) -> tuple[Dataset, Dataset | None]:
         if self._fit_datasets is None:
             dataset = load_split(self.settings, self.info, "train")

@@ -1,0 +1,107 @@
+"""NES (Ilyas et al. 2018, query-limited setting): PGD in the L-inf ball on a gradient
+estimated from model outputs alone, never from autograd.
+
+The estimate is antithetic natural evolution strategies: with u_i ~ N(0, I),
+g = sum_i [L(x + sigma u_i) - L(x - sigma u_i)] u_i / (2 n sigma) over n pairs. L is the
+margin max_{j != y} z_j - z_y of the logits z rather than cross-entropy: for a confident
+point cross-entropy is a tiny number whose float32 differences at sigma = 0.001 are
+rounding noise, while the margin's differences stay of the order sigma * |grad|.
+"""
+
+import torch
+
+from robustbench_cli.attacks import params
+from robustbench_cli.attacks.base import Attack
+from robustbench_cli.errors import UserError
+
+# One forward holds at most this many images and input values (pairs of queries, chunked).
+QUERY_IMAGES = 1024
+QUERY_VALUES = 2**23
+
+
+def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per example, the best other logit minus the label's: > 0 exactly when misclassified."""
+    label_logit = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return others.amax(1) - label_logit
+
+
+class NES(Attack):
+    """Sign steps of `step_size` on the NES gradient estimate, projected into the eps-ball.
+
+    Each iteration spends, per still-correct point, one query to check whether it is already
+    misclassified (then it stops, keeping that iterate) and 2 * `samples` for the estimate;
+    iterations stop at `steps` or when another would overrun `max_queries` per point.
+    `stats["queries"]` counts every image the model classified. Noise is drawn on the
+    input's device (the volume would make CPU draws the bottleneck on a GPU), so a seed
+    repeats a result on the same kind of device.
+    """
+
+    name = "nes"
+    uses_gradients = False
+    stat_names = ("gradient_passes", "queries")
+
+    def __init__(self, model, *, eps, samples=50, sigma=0.001, steps=None, step_size=None,
+                 step_ratio=0.25, momentum=0.9, max_queries=10000, seed=0):
+        super().__init__(model, eps=eps)
+        self.samples = params.positive_int("samples", samples)
+        self.sigma = params.positive_number("sigma", sigma)
+        if step_size is None:
+            self.step_size = params.positive_number("step_ratio", step_ratio) * self.eps
+        else:
+            self.step_size = params.positive_number("step_size", step_size)
+        self.momentum = params.number("momentum", momentum)
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
+        self.max_queries = params.positive_int("max_queries", max_queries)
+        per_iteration = 2 * self.samples + 1
+        if self.max_queries < per_iteration:
+            raise UserError(f"max_queries must allow one iteration, 2 * samples + 1 = "
+                            f"{per_iteration} queries, got {self.max_queries}")
+        iterations = self.max_queries // per_iteration
+        if steps is not None:
+            iterations = min(iterations, params.positive_int("steps", steps))
+        self.iterations = iterations
+        self.seed = params.non_negative_int("seed", seed)
+        self.generators = {}  # device -> its seeded generator, made on first use
+
+    def _perturb(self, x, y):
+        x_adv = x.clone()
+        grad = torch.zeros_like(x)
+        active = torch.arange(len(x), device=x.device)
+        for _ in range(self.iterations):
+            still_correct = self._query(x_adv[active]).argmax(1) == y[active]
+            active = active[still_correct]
+            if len(active) == 0:
+                break
+            grad[active] = self.momentum * grad[active] + (1 - self.momentum) * \
+                self._estimate_gradient(x_adv[active], y[active])
+            x_adv[active] = self._project(x[active], x_adv[active] + self.step_size * grad[active].sign())
+        return x_adv
+
+    def _query(self, images: torch.Tensor) -> torch.Tensor:
+        self.stats["queries"] += len(images)
+        return self.model(images)
+
+    def _estimate_gradient(self, x, y):
+        """The antithetic NES estimate of the margin's gradient at each point of x."""
+        generator = self._generator(x.device)
+        per_image = x[0].numel()
+        chunk = max(1, min(QUERY_IMAGES, QUERY_VALUES // per_image) // 2)  # pairs per forward
+        owner = torch.arange(len(x), device=x.device).repeat_interleave(self.samples)
+        grad = torch.zeros_like(x)
+        for start in range(0, len(owner), chunk):
+            points = owner[start:start + chunk]
+            noise = torch.randn((len(points), *x.shape[1:]), generator=generator,
+                                device=x.device, dtype=x.dtype)
+            # Queries are valid images: clamping makes a pixel at 0 or 1 a one-sided difference.
+            probes = torch.cat([x[points] + self.sigma * noise, x[points] - self.sigma * noise])
+            losses = margin(self._query(probes.clamp(0, 1)), torch.cat([y[points], y[points]]))
+            difference = losses[:len(points)] - losses[len(points):]
+            grad.index_add_(0, points, difference.view(-1, *[1] * (x.dim() - 1)) * noise)
+        return grad / (2 * self.samples * self.sigma)
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if device not in self.generators:
+            self.generators[device] = torch.Generator(device).manual_seed(self.seed)
+        return self.generators[device]

@@ -1,0 +1,172 @@
+"""Training-time defenses on real Fashion-MNIST: each trains, and does what its paper says."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import FASHION, ok, robust, train_in_process
+
+from robustbench_cli import load_classifier
+from robustbench_cli.data import RobustDataModule
+from robustbench_cli.defenses.adversarial import AdversarialObjective, kurakin_loss, sample_eps
+from robustbench_cli.evaluation.runner import AttackSpec, evaluate
+
+SMALL = ["dataset.limit_train=2000", "dataset.limit_test=300", "trainer.max_epochs=1"]
+MEDIUM = ["dataset.limit_train=5000", "dataset.limit_test=500", "trainer.max_epochs=3"]
+
+
+def checkpoint(run_dir, metrics):
+    return run_dir / metrics["checkpoint"]
+
+
+def test_folded_truncated_eps_stays_in_range():
+    generator = torch.Generator().manual_seed(0)
+    eps = sample_eps(10_000, eps_max=16 / 255, sigma=8 / 255, generator=generator)
+    assert eps.min() >= 0 and eps.max() <= 16 / 255
+    # |N(0, sigma)| truncated at 2 sigma has mean sigma * sqrt(2/pi) * (1 - e^-2) / erf(sqrt 2)
+    expected = 8 / 255 * math.sqrt(2 / math.pi) * (1 - math.exp(-2)) / math.erf(math.sqrt(2))
+    assert eps.mean().item() == pytest.approx(expected, rel=0.03)
+    assert torch.equal(sample_eps(5, 0.1, None, generator), torch.full((5,), 0.1))
+
+
+def test_kurakin_loss_weights_adversarial_examples_by_lambda():
+    clean, adv = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0])
+    assert kurakin_loss(clean, adv, lam=0.3).item() == pytest.approx((6 + 0.3 * 10) / (3 + 0.3))
+    assert kurakin_loss(clean, adv, lam=1.0).item() == pytest.approx(16 / 4)
+
+
+def test_adversarial_objective_replaces_exactly_k_rows(fashion_root, trained):
+    _, metrics, run_dir = trained
+    model = load_classifier(checkpoint(run_dir, metrics)).train()
+    data = RobustDataModule({"name": "fashion_mnist", "root": FASHION, "limit_test": 32},
+                            data_dir="data").test_dataset()
+    x = torch.stack([data[i][0] for i in range(32)])
+    y = torch.tensor([data[i][1] for i in range(32)])
+    objective = AdversarialObjective("fgsm", {}, k=12, adv_fraction=0.5, lam=0.3, eps_max=0.1,
+                                     eps_sigma=0.05, eps_levels=16, delay=0, seed=0)
+    x_adv = objective.adversarial(model, x[:12], y[:12])
+    assert model.training, "the model must be back in train mode for the update"
+    change = (x_adv - x[:12]).abs().flatten(1).amax(1)
+    assert change.max() <= 0.1 + 1e-6 and (change > 0).sum() >= 9  # eps 0 is possible, rarely
+
+    class Probe(torch.nn.Module):  # the objective's view of a LightningModule
+        global_step = 0
+        criterion = staticmethod(lambda logits, y: F.cross_entropy(logits, y, reduction="none"))
+        model = load_classifier(checkpoint(run_dir, metrics))
+
+        def forward(self, inputs):
+            self.seen = inputs
+            return self.model(inputs)
+
+    probe = Probe()
+    loss, logits, labels = objective(probe, x, y)
+    assert torch.equal(probe.seen[12:], x[12:]) and not torch.equal(probe.seen[:12], x[:12])
+    losses = F.cross_entropy(logits, y, reduction="none")
+    expected = (losses[12:].sum() + 0.3 * losses[:12].sum()) / (20 + 0.3 * 12)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert objective.adversarial_count(64) == 12
+    objective.k = None
+    assert objective.adversarial_count(64) == 32
+    probe.global_step, objective.delay = 0, 5
+    objective(probe, x, y)
+    assert torch.equal(probe.seen, x), "no adversarial examples during the delay"
+
+
+def pgd_accuracy(ckpt, eps: float) -> float:
+    data = RobustDataModule({"name": "fashion_mnist", "root": FASHION, "limit_test": 500},
+                            data_dir="data").test_dataset()
+    [row] = evaluate(load_classifier(ckpt), data, [AttackSpec("pgd_linf", {"steps": 20})], [eps],
+                     progress=False)
+    return row["accuracy"]
+
+
+@pytest.fixture(scope="module")
+def undefended(tmp_path_factory, fashion_root):
+    """The MEDIUM-budget model trained without a defense, the baseline of the defenses."""
+    run_dir = tmp_path_factory.mktemp("undefended")
+    return run_dir, train_in_process(run_dir, *MEDIUM)
+
+
+def test_pgd_training_raises_pgd_accuracy_by_a_wide_margin(tmp_path, undefended):
+    clean_dir, clean = undefended
+    pgd = train_in_process(tmp_path / "pgd", *MEDIUM, "defense=pgd_train", "defense.eps_max=0.1",
+                           "defense.attack_params.steps=5")
+    robust_clean = pgd_accuracy(checkpoint(clean_dir, clean), 0.1)
+    robust_pgd = pgd_accuracy(checkpoint(tmp_path / "pgd", pgd), 0.1)
+    assert robust_pgd >= robust_clean + 0.20, (robust_clean, robust_pgd)
+    assert pgd["test_accuracy"] >= clean["test_accuracy"] - 0.15  # a moderate clean cost
+    assert pgd["defense"] == "pgd_train"
+
+
+def median_input_gradient_norm(model, x, y) -> float:
+    """Over the points the model gets right (the ones an attack starts from); the median, as
+    a few barely-right points dominate a mean."""
+    with torch.no_grad():
+        right = model(x).argmax(1) == y
+    x, y = x[right].clone().requires_grad_(True), y[right]
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
+    return grad.flatten(1).norm(dim=1).median().item()
+
+
+def test_distillation_student_matches_teacher_and_flattens_gradients(tmp_path, undefended):
+    student = train_in_process(tmp_path / "distilled", *MEDIUM, "defense=distillation")
+    assert (tmp_path / "distilled" / "teacher" / "checkpoints" / "best.ckpt").is_file()
+    assert student["test_accuracy"] >= student["teacher_test_accuracy"] - 0.05
+    data = RobustDataModule({"name": "fashion_mnist", "root": FASHION, "limit_test": 200},
+                            data_dir="data").test_dataset()
+    x = torch.stack([data[i][0] for i in range(200)])
+    y = torch.tensor([data[i][1] for i in range(200)])
+    distilled = load_classifier(checkpoint(tmp_path / "distilled", student))
+    undistilled = load_classifier(checkpoint(*undefended))
+    with torch.no_grad():
+        confidence = F.softmax(distilled(x), 1).amax(1)
+    assert confidence.median() > 0.99  # near one-hot at T = 1
+    assert median_input_gradient_norm(distilled, x, y) < 0.1 * median_input_gradient_norm(undistilled, x, y)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["defense=noise_train"],
+    ["model.head=lq"],
+    *[[f"model.activation={a}"] for a in ("relu", "relu6", "relu_decay", "tanh", "elu")],
+], ids=lambda o: o[0])
+def test_defense_and_activation_variants_train_well_above_chance(tmp_path, fashion_root, overrides):
+    metrics = train_in_process(tmp_path, *SMALL, *overrides)
+    assert metrics["test_accuracy"] > 0.5  # chance is 0.1
+
+
+def test_prune_zeroes_exactly_the_requested_fraction_and_keeps_it(tmp_path, fashion_root, trained):
+    _, metrics, run_dir = trained
+    source = checkpoint(run_dir, metrics)
+    pruned = train_in_process(tmp_path, *SMALL, "defense=prune", f"defense.source_ckpt={source}",
+                              "defense.ratio=0.3", "defense.layers=[net.1,net.3]",
+                              "defense.finetune_epochs=1")
+    model = load_classifier(checkpoint(tmp_path, pruned))
+    modules = dict(model.named_modules())
+    for name in ("net.1", "net.3"):
+        weight = modules[name].weight
+        assert int((weight == 0).sum()) == round(0.3 * weight.numel()) == pruned["pruned_weights"][name]
+    assert int((modules["net.5"].weight == 0).sum()) == 0  # a layer not chosen
+    assert pruned["epochs"] == 1 and pruned["test_accuracy"] > 0.5
+
+
+def test_prune_without_finetuning_evaluates_from_the_command(tmp_path, trained):
+    _, metrics, run_dir = trained
+    ok(robust("train", "dataset=fashion_mnist", f"dataset.root={FASHION}", *SMALL, "defense=prune",
+              f"defense.source_ckpt={checkpoint(run_dir, metrics)}", "hydra.run.dir=pruned",
+              cwd=tmp_path))
+    out = ok(robust("eval", "ckpt_path=pruned/checkpoints/best.ckpt", "attack=fgsm", "eps=0.05",
+                    "dataset.limit_test=100", "hydra.run.dir=ev", cwd=tmp_path))
+    assert "prune" in (tmp_path / "ev" / "results.json").read_text() and "fgsm" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("defense", ["adv_train", "pgd_train", "noise_train", "distillation", "prune"])
+def test_defenses_train_with_ddp_cpu(tmp_path, trained, defense):
+    _, metrics, run_dir = trained
+    source = [f"defense.source_ckpt={checkpoint(run_dir, metrics)}", "defense.finetune_epochs=1"]
+    ok(robust("train", "trainer=ddp_cpu", "dataset=fashion_mnist", f"dataset.root={FASHION}",
+              "dataset.limit_train=1000", "dataset.limit_test=200", "trainer.max_epochs=1",
+              f"defense={defense}", *(source if defense == "prune" else []), "hydra.run.dir=run",
+              cwd=tmp_path))
+    assert (tmp_path / "run" / "metrics.json").is_file()
