@@ -8,6 +8,7 @@ dicts: model config, dataset config and shape, defense). It is always read with
 import hashlib
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,12 +33,16 @@ def read_checkpoint(path) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UserError(f"refusing to load {path}: it is not a tensor-only file ({first})") from None
+        lines = [ln.strip() for ln in str(error).splitlines() if "Unsupported" in ln]
+        reason = lines[0] if lines else "it holds pickled objects"
+        raise UserError(f"refusing to load {path}: it is not a tensor-only file ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise UserError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(content, dict) or META_KEY not in content or "state_dict" not in content:
         raise UserError(f"{path} is not a `robust train` checkpoint (no '{META_KEY}' metadata)")
     return content
