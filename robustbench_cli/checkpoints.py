@@ -89,3 +89,36 @@ def newest_train_checkpoint(output_dir, model: str, dataset: str) -> Path:
         raise UserError(f"no `robust train` checkpoint for model={model} dataset={dataset} under "
                         f"{output_dir}: train one first or pass ckpt_path=...")
     return max(runs)[1]
+
+
+def newest_unfinished_run(output_dir, model: str, dataset: str, defense: str) -> Path:
+    """The newest `robust train` run folder for this model, dataset and defense that has a
+    last.ckpt but no metrics.json: one that was interrupted."""
+    from omegaconf import OmegaConf
+
+    runs = []
+    for last in Path(output_dir).glob("train*/**/checkpoints/last.ckpt"):
+        run = last.parent.parent
+        config_file = run / ".hydra" / "config.yaml"
+        if (run / "metrics.json").exists() or not config_file.is_file():
+            continue
+        config = OmegaConf.load(config_file)
+        if (config.model.name, config.dataset.name, config.defense.name) == (model, dataset, defense):
+            runs.append((last.stat().st_mtime, run))
+    if not runs:
+        raise UserError(f"resume=true: no interrupted `robust train` run of model={model} "
+                        f"dataset={dataset} defense={defense} under {output_dir}")
+    return max(runs)[1]
+
+
+def check_resumable(path, model: str, info: dict) -> Path:
+    """A checkpoint that training can continue from: ours, same model and data shape."""
+    meta = read_checkpoint(path)[META_KEY]
+    trained = meta["model"]["name"]
+    if trained != model:
+        raise UserError(f"cannot continue from {path}: it holds model {trained}, not {model}")
+    for key in ("num_classes", "channels", "height", "width"):
+        if meta["info"][key] != info[key]:
+            raise UserError(f"cannot continue from {path}: trained with {key}={meta['info'][key]}, "
+                            f"the data has {key}={info[key]}")
+    return Path(path)

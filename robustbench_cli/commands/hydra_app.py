@@ -97,4 +97,5 @@ def _is_bad_input(error: Exception) -> bool:
 
     from robustbench_cli.errors import UserError
 
-    return isinstance(error, (UserError, HydraException, OmegaConfBaseException))
+    # OSError: an output folder that cannot be created or written, before any work starts
+    return isinstance(error, (UserError, HydraException, OmegaConfBaseException, OSError))

@@ -4,9 +4,10 @@ import sys
 
 
 def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: int,
-              callbacks=(), defense: dict | None = None) -> dict:
-    """Fit `model` under `objective` into stage_dir/checkpoints, test the best checkpoint;
-    returns its metrics (every rank gets them, rank 0 alone writes files)."""
+              callbacks=(), defense: dict | None = None, resume_from=None) -> dict:
+    """Fit `model` under `objective` into stage_dir/checkpoints (continuing `resume_from`),
+    test the best checkpoint; returns its metrics (every rank gets them, rank 0 alone writes
+    files). An interrupted fit (Ctrl-C, SIGTERM) leaves a resumable checkpoints/last.ckpt."""
     import time
     from pathlib import Path
 
@@ -17,7 +18,8 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
 
     from robustbench_cli.checkpoints import file_sha256
     from robustbench_cli.config import recorded_dataset_config
-    from robustbench_cli.lit.classifier import ClassifierModule
+    from robustbench_cli.errors import UserError
+    from robustbench_cli.lit.classifier import ClassifierModule, SaveOnInterrupt
 
     stage_dir = Path(stage_dir)
     meta = {
@@ -34,13 +36,22 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
                                   save_top_k=1, save_last=True, enable_version_counter=False)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True), "max_epochs": epochs}
     trainer = pl.Trainer(**trainer_args, default_root_dir=stage_dir,
-                         callbacks=[checkpoints, RichProgressBar(), *callbacks],
+                         callbacks=[checkpoints, SaveOnInterrupt(stage_dir / "checkpoints"),
+                                    RichProgressBar(), *callbacks],
                          logger=CSVLogger(stage_dir, name="logs", version=""))
     start = time.perf_counter()
     best = stage_dir / "checkpoints" / "best.ckpt"
     if epochs > 0:
-        # weights_only: never unpickle code from a checkpoint, ours or a resumed one
-        trainer.fit(module, datamodule=data, ckpt_path=cfg.ckpt_path, weights_only=True)
+        last = stage_dir / "checkpoints" / "last.ckpt"
+        try:  # weights_only: never unpickle code from a checkpoint, ours or a resumed one
+            trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+        except FloatingPointError as error:
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved"
+            raise UserError(f"training stopped: {error}; {kept}") from None
+        except SystemExit as stop:  # Lightning's way out after Ctrl-C or SIGTERM
+            print(f"robust train: interrupted; continue with ckpt_path={last} (or resume=true)",
+                  file=sys.stderr)
+            raise SystemExit(stop.code or 1) from None
         best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
         tested = trainer.test(module, datamodule=data, ckpt_path=str(best), verbose=False,
                               weights_only=True)[0]
@@ -94,8 +105,9 @@ def train(cfg, run_dir=None) -> dict:
     data.prepare_data()  # missing data fails here, before the Trainer starts (DDP ranks come later)
     stage = partial(fit_stage, cfg, data)
     plan = plan_training(cfg, data, run_dir, stage)
+    resume_from, run_dir = _resume_point(cfg, run_dir, plan.model_cfg["name"], data.info.to_dict())
     metrics = stage(plan.model, plan.objective, plan.model_cfg, run_dir, plan.max_epochs,
-                    plan.callbacks)
+                    plan.callbacks, resume_from=resume_from)
     if not metrics.pop("is_global_zero"):
         return metrics
     metrics.update(plan.extra_metrics)
@@ -105,6 +117,20 @@ def train(cfg, run_dir=None) -> dict:
     print(f"clean test accuracy {100 * metrics['test_accuracy']:.2f}% on {metrics['n_test']} images; "
           f"checkpoint {run_dir / metrics['checkpoint']}")
     return metrics
+
+
+def _resume_point(cfg, run_dir, model: str, info: dict):
+    """(checkpoint to continue from or None, folder to write into): `ckpt_path` continues in
+    this run's folder, `resume=true` in the newest interrupted run's own folder."""
+    from robustbench_cli.checkpoints import check_resumable, newest_unfinished_run
+
+    if cfg.ckpt_path:
+        return check_resumable(cfg.ckpt_path, model, info), run_dir
+    if cfg.resume:
+        run = newest_unfinished_run(cfg.paths.output_dir, model, cfg.dataset.name, cfg.defense.name)
+        print(f"resuming {run} from its last checkpoint")
+        return check_resumable(run / "checkpoints" / "last.ckpt", model, info), run.resolve()
+    return None, run_dir
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import OnExceptionCheckpoint
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustbench_cli.checkpoints import META_KEY
@@ -100,3 +101,16 @@ class ClassifierModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint[META_KEY] = self.meta
+
+
+class SaveOnInterrupt(OnExceptionCheckpoint):
+    """Writes last.ckpt when training is interrupted (Ctrl-C, SIGTERM, a crash), so it can be
+    resumed; not for a diverged loss, whose weights are no good: the last.ckpt of the previous
+    epoch is kept instead."""
+
+    def __init__(self, dirpath):
+        super().__init__(dirpath=dirpath, filename="last")
+
+    def on_exception(self, trainer, pl_module, exception):
+        if not isinstance(exception, FloatingPointError):
+            super().on_exception(trainer, pl_module, exception)

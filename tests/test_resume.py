@@ -1,0 +1,67 @@
+"""Training survives being killed: resume continues epochs and steps; SIGTERM stops cleanly."""
+
+import json
+import signal
+import subprocess
+import time
+
+from helpers import FASHION, ROBUST, ok, robust
+from robustbench_cli.checkpoints import read_checkpoint
+
+ARGS = ["train", "dataset=fashion_mnist", f"dataset.root={FASHION}", "dataset.limit_train=4000",
+        "dataset.limit_test=200", "dataset.val_fraction=0", "dataset.batch_size=50",
+        "trainer.max_epochs=4", "model.hidden=[512,512]"]
+STEPS_PER_EPOCH = 4000 // 50
+
+
+def start(tmp_path):
+    return subprocess.Popen([ROBUST, *ARGS], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path_glob, tmp_path, process, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = list(tmp_path.glob(path_glob))
+        if found:
+            return found[0]
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{path_glob} never appeared")
+
+
+def test_sigkill_then_resume_continues_epochs_and_steps(tmp_path, fashion_root):
+    process = start(tmp_path)
+    last = wait_for("outputs/train/*/checkpoints/last.ckpt", tmp_path, process)
+    time.sleep(0.2)  # let the file be complete (Lightning writes it atomically)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run = last.parent.parent
+    assert not (run / "metrics.json").exists()
+    saved_epoch = read_checkpoint(last)["epoch"]
+    out = ok(robust(*ARGS, "resume=true", cwd=tmp_path))
+    assert f"resuming {run.relative_to(tmp_path)}" in out.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 4 and metrics["global_step"] == 4 * STEPS_PER_EPOCH
+    assert saved_epoch < 3  # it really was interrupted before the end
+    assert metrics["test_accuracy"] > 0.5
+
+
+def test_sigterm_stops_cleanly_with_a_usable_last_checkpoint(tmp_path, fashion_root):
+    process = start(tmp_path)
+    wait_for("outputs/train/*/checkpoints/last.ckpt", tmp_path, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "interrupted; continue with ckpt_path=" in stderr
+    [last] = tmp_path.glob("outputs/train/*/checkpoints/last.ckpt")
+    content = read_checkpoint(last)
+    assert content["global_step"] > 0 and "optimizer_states" in content
+    ok(robust(*ARGS, f"ckpt_path={last}", "hydra.run.dir=continued", cwd=tmp_path))
+    assert json.loads((tmp_path / "continued" / "metrics.json").read_text())["epochs"] == 4
+
+
+def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
+    process = robust(*ARGS, "resume=true", cwd=tmp_path)
+    assert process.returncode == 2 and "no interrupted" in process.stderr
+    assert len(process.stderr.strip().splitlines()) == 1
