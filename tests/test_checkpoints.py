@@ -5,8 +5,8 @@ import pickle
 
 import pytest
 import torch
-
 from helpers import ok, robust
+
 from robustbench_cli.checkpoints import load_classifier, read_checkpoint
 from robustbench_cli.errors import UserError
 

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 from helpers import FASHION, ROBUST, ok, robust
+
 from robustbench_cli.checkpoints import read_checkpoint
 
 ARGS = ["train", "dataset=fashion_mnist", f"dataset.root={FASHION}", "dataset.limit_train=4000",
