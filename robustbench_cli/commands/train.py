@@ -36,7 +36,7 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
                                   save_top_k=1, save_last=True, enable_version_counter=False)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True), "max_epochs": epochs}
     trainer = pl.Trainer(**trainer_args, default_root_dir=stage_dir,
-                         callbacks=[checkpoints, SaveOnInterrupt(stage_dir / "checkpoints"),
+                         callbacks=[checkpoints, SaveOnInterrupt(stage_dir / "checkpoints" / "last.ckpt"),
                                     RichProgressBar(), *callbacks],
                          logger=CSVLogger(stage_dir, name="logs", version=""))
     start = time.perf_counter()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import OnExceptionCheckpoint
+from pytorch_lightning.callbacks import Callback
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustbench_cli.checkpoints import META_KEY
@@ -103,14 +103,14 @@ class ClassifierModule(pl.LightningModule):
         checkpoint[META_KEY] = self.meta
 
 
-class SaveOnInterrupt(OnExceptionCheckpoint):
+class SaveOnInterrupt(Callback):
     """Writes last.ckpt when training is interrupted (Ctrl-C, SIGTERM, a crash), so it can be
     resumed; not for a diverged loss, whose weights are no good: the last.ckpt of the previous
-    epoch is kept instead."""
+    epoch is kept instead. (Lightning's OnExceptionCheckpoint deletes its file at teardown.)"""
 
-    def __init__(self, dirpath):
-        super().__init__(dirpath=dirpath, filename="last")
+    def __init__(self, path):
+        self.path = str(path)
 
     def on_exception(self, trainer, pl_module, exception):
         if not isinstance(exception, FloatingPointError):
-            super().on_exception(trainer, pl_module, exception)
+            trainer.save_checkpoint(self.path)
