@@ -1,8 +1,9 @@
 """The Attack interface and the protocol every attack shares.
 
 An attack sees the model only through `__call__`, which puts the model in eval mode with
-frozen parameters, takes gradients with respect to the input alone, and returns a detached
-batch clamped to [0, 1] and projected into the eps-ball. Subclasses implement `_perturb`.
+frozen parameters, takes gradients with respect to the input alone (or, for an attack that
+only reads outputs, runs with autograd off), and returns a detached batch clamped to [0, 1]
+and projected into the eps-ball. Subclasses implement `_perturb`.
 """
 
 from abc import ABC, abstractmethod

@@ -2,7 +2,7 @@
 
 The target model is never differentiated; it runs once per input shape, to check that the
 sources predict the same number of classes. Several source checkpoints form an ensemble
-whose logits are averaged (Tramer et al. 2018 craft on such ensembles).
+whose logits are averaged: examples that fool several models at once transfer better.
 """
 
 import inspect
