@@ -26,10 +26,11 @@ def evaluate(cfg) -> list[dict]:
     from omegaconf import OmegaConf
 
     from robustbench_cli.config import check_positive_int, check_seed, parse_eps
+    from robustbench_cli.evaluation.row_store import RowStore
     from robustbench_cli.evaluation.runner import evaluate
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import git_revision
-    from robustbench_cli.reporting import atomic_write_text, print_results, table_notes, write_results
+    from robustbench_cli.reporting import atomic_write_text, print_results, table_notes
 
     check_seed(cfg)
     check_positive_int(cfg.batch_size, "batch_size")
@@ -38,14 +39,17 @@ def evaluate(cfg) -> list[dict]:
     specs, several = attack_specs(cfg, overrides)
     target = load_target(cfg, overrides)
 
-    rows = evaluate(target.model, target.test_set, specs, eps_list, batch_size=cfg.batch_size,
-                    num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-                    progress=cfg.progress, worst_case=several)
-    identity = target.identity()
-    rows = [{**row, **identity} for row in rows]
-    notes = table_notes(rows)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    write_results(run_dir, rows, notes)
+    identity = {**target.identity(), "n": len(target.test_set)}
+    store = RowStore(run_dir, identity)
+    finished = store.load() if cfg.resume else {}
+    if finished:
+        print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
+    evaluate(target.model, target.test_set, specs, eps_list, batch_size=cfg.batch_size,
+             num_workers=target.dataset_cfg.num_workers, device=cfg.device,
+             progress=cfg.progress, worst_case=several, finished=finished, on_row=store.save)
+    rows = store.rows
+    notes = table_notes(rows)
     run_record = {**identity, "git_revision": git_revision(),
                   "config": OmegaConf.to_container(cfg, resolve=True),
                   "trained_with": target.trained_with()}

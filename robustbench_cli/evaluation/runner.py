@@ -1,12 +1,17 @@
-"""The attack x eps sweep: one pass over the data, clean predictions computed once.
+"""The attack x eps sweep, one result row at a time.
 
 Protocol (DESIGN.md): robust accuracy is over all n points; a point misclassified when
 clean counts as a failure and is never attacked; the worst case over several attacks
 counts a point as robust only if it survives every one of them.
+
+Clean predictions are computed once (under inference mode) and reused by every row. Each
+(attack, eps) row is finished before the next starts and handed to `on_row`, so a caller
+can save it at once; rows given in `finished` (from an interrupted run) are not recomputed.
 """
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,11 +30,11 @@ class AttackSpec:
 
 
 @dataclass
-class _Tally:
-    correct: int = 0
-    top5: int = 0
-    seconds: float = 0.0
-    stats: dict = field(default_factory=lambda: defaultdict(float))
+class Finished:
+    """A computed row and, per point, whether it survived (for the worst case)."""
+
+    row: dict
+    robust: torch.Tensor  # bool, one per evaluated point
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,82 +50,113 @@ def _top5_hits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list: list[float], *,
              batch_size: int = 256, num_workers: int = 0, device: str = "auto",
-             progress: bool = True, worst_case: bool | None = None) -> list[dict]:
+             progress: bool = True, worst_case: bool | None = None,
+             finished: dict | None = None, on_row: Callable[[Finished], None] | None = None) -> list[dict]:
     """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows,
-    plus a worst-case row per eps (by default when there are several attacks)."""
+    plus a worst-case row per eps (by default when there are several attacks).
+
+    `finished` maps (attack, eps) to a Finished row already computed; `on_row` is called with
+    every row as soon as it is done, computed or not."""
     worst_case = len(specs) > 1 if worst_case is None else worst_case
+    finished = dict(finished or {})
     device = resolve_device(device)
     was_training = model.training
     model.eval().to(device)
-    attackers = {(s.name, eps): attacks.build(s.name, model, eps=eps, **s.params)
-                 for s in specs for eps in eps_list}
-    tallies = defaultdict(_Tally)
-    clean, n = _Tally(), 0
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    todo = [(s, eps) for s in specs for eps in eps_list if (s.name, eps) not in finished]
     try:
-        with _progress(progress, len(loader)) as advance:
-            for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                with torch.inference_mode():
-                    logits = model(x)
-                correct, clean_top5 = logits.argmax(1) == y, _top5_hits(logits, y)
-                n += len(y)
-                clean.correct += int(correct.sum())
-                clean.top5 += int(clean_top5.sum())
+        with _progress(progress, len(loader) * (len(todo) + 1)) as advance:
+            clean = _clean_pass(model, loader, device, advance)
+            rows = []
+            for spec in specs:
                 for eps in eps_list:
-                    survived_all = correct.clone()
-                    for spec in specs:
-                        robust = _attack_batch(attackers[spec.name, eps], model, x, y, correct,
-                                               clean_top5, tallies[spec.name, eps])
-                        survived_all &= robust
-                    tallies[WORST_CASE, eps].correct += int(survived_all.sum())
-                advance()
+                    if (spec.name, eps) not in finished:
+                        finished[spec.name, eps] = _attack_row(model, loader, spec, eps, clean,
+                                                               device, advance)
+                    rows.append(finished[spec.name, eps])
+                    if on_row:
+                        on_row(finished[spec.name, eps])
+            if worst_case:
+                for eps in eps_list:
+                    row = _worst_case_row([finished[s.name, eps] for s in specs], eps, clean)
+                    rows.append(row)
+                    if on_row:
+                        on_row(row)
     finally:
         model.train(was_training)
-    return _rows(specs, eps_list, tallies, clean, n, logits.shape[1], worst_case)
+    return [f.row for f in rows]
 
 
-def _attack_batch(attack, model, x, y, correct, clean_top5, tally: _Tally) -> torch.Tensor:
-    """Attack the still-correct points of a batch; returns which points stay correct."""
-    robust, top5 = correct.clone(), clean_top5.clone()
-    idx = correct.nonzero().squeeze(1)
-    if attack.eps > 0 and len(idx) and attack.name != "none":
-        start = time.perf_counter()
-        x_adv = attack(x[idx], y[idx])
-        with torch.inference_mode():
-            adv_logits = model(x_adv)
-        robust[idx] = adv_logits.argmax(1) == y[idx]
-        top5[idx] = _top5_hits(adv_logits, y[idx])
-        tally.seconds += time.perf_counter() - start
-        for key, value in getattr(attack, "stats", {}).items():
-            tally.stats[key] += value
-    tally.correct += int(robust.sum())
-    tally.top5 += int(top5.sum())
-    return robust
+@dataclass
+class _Clean:
+    correct: torch.Tensor  # bool per point, on the CPU
+    top5: torch.Tensor
+    with_top5: bool
+
+    def row(self, **fields) -> dict:
+        n = len(self.correct)
+        return {**fields, "n": n, "clean_accuracy": self.correct.float().mean().item(),
+                "clean_top5": self.top5.float().mean().item() if self.with_top5 else None}
 
 
-def _rows(specs, eps_list, tallies, clean: _Tally, n: int, num_classes: int,
-          worst_case: bool) -> list[dict]:
-    with_top5 = num_classes > 5
-    names = [s.name for s in specs] + ([WORST_CASE] if worst_case else [])
-    params = {s.name: s.params for s in specs}
-    rows = []
-    for name in names:
-        for eps in eps_list:
-            tally = tallies[name, eps]
-            row = {
-                "attack": name, "eps": eps,
-                "accuracy": tally.correct / n,
-                "top5": tally.top5 / n if with_top5 and name != WORST_CASE else None,
-                "n": n, "correct": tally.correct, "seconds": round(tally.seconds, 4),
-                "clean_accuracy": clean.correct / n,
-                "clean_top5": clean.top5 / n if with_top5 else None,
-            }
-            row.update({k: int(v) if float(v).is_integer() else v for k, v in tally.stats.items()})
-            if name in params:
-                row["params"] = params[name]
-            rows.append(row)
-    return rows
+def _clean_pass(model, loader, device, advance) -> _Clean:
+    correct, top5, classes = [], [], 0
+    with torch.inference_mode():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            correct.append((logits.argmax(1) == y).cpu())
+            top5.append(_top5_hits(logits, y).cpu())
+            classes = logits.shape[1]
+            advance()
+    return _Clean(torch.cat(correct), torch.cat(top5), classes > 5)
+
+
+def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, device,
+                advance) -> Finished:
+    """Attack the still-correct points of every batch; the row and who survived."""
+    attack = attacks.build(spec.name, model, eps=eps, **spec.params)
+    robust, top5 = clean.correct.clone(), clean.top5.clone()
+    stats: dict[str, float] = defaultdict(float)
+    seconds, offset = 0.0, 0
+    for x, y in loader:
+        batch = slice(offset, offset + len(y))
+        offset += len(y)
+        idx = clean.correct[batch].nonzero().squeeze(1)
+        if attack.eps > 0 and len(idx) and spec.name != "none":
+            x, y = x[idx].to(device), y[idx].to(device)
+            start = time.perf_counter()
+            x_adv = attack(x, y)
+            with torch.inference_mode():
+                adv_logits = model(x_adv)
+            seconds += time.perf_counter() - start
+            points = idx + batch.start
+            robust[points] = (adv_logits.argmax(1) == y).cpu()
+            top5[points] = _top5_hits(adv_logits, y).cpu()
+            for key, value in getattr(attack, "stats", {}).items():
+                stats[key] += value
+        advance()
+    row = clean.row(attack=spec.name, eps=eps, accuracy=robust.float().mean().item(),
+                    top5=top5.float().mean().item() if clean.with_top5 else None,
+                    correct=int(robust.sum()), seconds=round(seconds, 4))
+    row.update({k: int(v) if float(v).is_integer() else v for k, v in stats.items()})
+    row["params"] = spec.params
+    return Finished(_ordered(row), robust)
+
+
+def _worst_case_row(rows: list[Finished], eps: float, clean: _Clean) -> Finished:
+    survived = torch.stack([f.robust for f in rows]).all(dim=0)
+    row = clean.row(attack=WORST_CASE, eps=eps, accuracy=survived.float().mean().item(), top5=None,
+                    correct=int(survived.sum()), seconds=round(sum(f.row["seconds"] for f in rows), 4))
+    return Finished(_ordered(row), survived)
+
+
+FIRST_COLUMNS = ("attack", "eps", "accuracy", "top5", "n", "correct", "seconds", "clean_accuracy",
+                 "clean_top5")
+
+
+def _ordered(row: dict) -> dict:
+    return {**{k: row[k] for k in FIRST_COLUMNS}, **row}
 
 
 @contextmanager
@@ -132,5 +168,5 @@ def _progress(enabled: bool, total: int):
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
-        task = bar.add_task("attacking", total=total)
+        task = bar.add_task("evaluating", total=total)
         yield lambda: bar.advance(task)
