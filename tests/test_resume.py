@@ -66,3 +66,30 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
     process = robust(*ARGS, "resume=true", cwd=tmp_path)
     assert process.returncode == 2 and "no interrupted" in process.stderr
     assert len(process.stderr.strip().splitlines()) == 1
+
+
+def test_interrupted_eval_sweep_resumes_with_only_the_missing_rows(tmp_path, trained):
+    _, metrics, run_dir = trained
+    args = ["eval", f"ckpt_path={run_dir / metrics['checkpoint']}", "dataset.limit_test=500",
+            "attack=[fgsm,pgd_linf]", "eps=[0.05,0.1,0.2]", "attack.steps=40",
+            "attack.early_stop=false", "progress=false"]
+    process = subprocess.Popen([ROBUST, *args, "hydra.run.dir=cut"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "cut" / "results.json"
+    deadline = time.time() + 120
+    while not (results.is_file() and len(json.loads(results.read_text())) >= 4):
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = len(json.loads(results.read_text()))
+    assert kept < 12, "the sweep finished before it could be interrupted"
+    out = ok(robust(*args, "hydra.run.dir=cut", "resume=true", cwd=tmp_path))
+    assert f"{kept} finished row(s) kept" in out.stdout
+    ok(robust(*args, "hydra.run.dir=whole", cwd=tmp_path))
+
+    def table(folder):
+        rows = json.loads((tmp_path / folder / "results.json").read_text())
+        return [(r["attack"], r["eps"], r["accuracy"], r["correct"], r["n"]) for r in rows]
+
+    assert table("cut") == table("whole") and len(table("whole")) == 12  # 3 attacks (fgsm_pred added) + worst case
