@@ -76,8 +76,13 @@ def _is_white_box(series) -> bool:
     return series not in NOT_WHITE_BOX and not _is_black_box_or_noise(series)
 
 
+NORM_BY_ATTACK = {"jsma": "l0"}  # eps is a per-feature change under an L0 budget
+
+
 def _norm(series) -> str:
     """The threat model in the name (pgd_l2 -> l2); eps of different norms are not comparable."""
+    if series in NORM_BY_ATTACK:
+        return NORM_BY_ATTACK[series]
     for token in series.split("_"):
         if re.fullmatch(r"l(\d+|inf)", token):
             return token
