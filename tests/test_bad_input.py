@@ -21,9 +21,15 @@ def setup(trained, tmp_path_factory):
             for i in range(2):
                 Image.new("L", (28, 28), color=100 * i).save(folder / split / label / f"{i}.png")
     empty = tmp_path_factory.mktemp("empty")
+    broken = tmp_path_factory.mktemp("broken")
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (broken / split / label).mkdir(parents=True)
+            Image.new("RGB", (32, 32)).save(broken / split / label / "fine.png")
+    (broken / "train" / "a" / "broken.png").write_text("not an image")
     ok(robust("eval", f"ckpt_path={ckpt}", "dataset.limit_test=50", "hydra.run.dir=run",
               cwd=work))
-    return work, ckpt, folder, empty
+    return work, ckpt, folder, empty, broken
 
 
 def snapshot(folder):
@@ -32,7 +38,7 @@ def snapshot(folder):
             for p in folder.iterdir() if p.name.startswith(("results.", "run.json"))}
 
 
-def cases(ckpt, folder, empty):
+def cases(ckpt, folder, empty, broken):
     use = f"ckpt_path={ckpt}"
     return {
         "unknown command": ["evaluate"],
@@ -67,18 +73,27 @@ def cases(ckpt, folder, empty):
                       "dataset.limit_train=-5"],
         "missing train split": ["train", "dataset=mnist", f"dataset.root={SHARED_DATA / 'mnist'}"],
         "aggregate of a missing folder": ["aggregate", "no/such/sweep"],
+        "diverging loss": ["train", "dataset=fashion_mnist", f"dataset.root={FASHION}",
+                           "dataset.limit_train=500", "optim.name=sgd", "optim.lr=1e30"],
+        "unreadable image": ["train", "dataset=image_folder", f"dataset.root={broken}",
+                             "dataset.val_fraction=0", "trainer.max_epochs=1"],
+        "output folder under a file": ["eval", use,
+                                       f"paths.output_dir={folder / 'train' / 'a' / '0.png'}"],
     }
 
 
 def test_each_bad_input_is_one_line_and_changes_nothing(setup):
-    work, ckpt, folder, empty = setup
+    work, ckpt, folder, empty, broken = setup
     before = snapshot(work / "run")
     failures = []
-    for name, args in cases(ckpt, folder, empty).items():
-        extra = ["hydra.run.dir=run"] if args[0] in ("train", "eval") else []
+    for i, (name, args) in enumerate(cases(ckpt, folder, empty, broken).items()):
+        # eval runs share the folder of the finished eval; training runs get their own
+        folder_arg = {"eval": ["hydra.run.dir=run"], "train": [f"hydra.run.dir=train_{i}"]}
+        writes_elsewhere = any(a.startswith("paths.output_dir=") for a in args)
+        extra = [] if writes_elsewhere else folder_arg.get(args[0], [])
         process = robust(*args, *extra, cwd=work)
         lines = process.stderr.strip().splitlines()
-        if process.returncode == 0 or len(lines) != 1 or "Traceback" in process.stderr:
+        if process.returncode != 2 or len(lines) != 1 or "Traceback" in process.stderr:
             failures.append(f"{name}: exit {process.returncode}, stderr={process.stderr!r}")
     assert not failures, "\n".join(failures)
     assert snapshot(work / "run") == before

@@ -35,18 +35,21 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
                                   monitor="val_acc" if has_val else None, mode="max",
                                   save_top_k=1, save_last=True, enable_version_counter=False)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True), "max_epochs": epochs}
+    if not has_val:
+        trainer_args["limit_val_batches"] = 0
     trainer = pl.Trainer(**trainer_args, default_root_dir=stage_dir,
                          callbacks=[checkpoints, SaveOnInterrupt(stage_dir / "checkpoints" / "last.ckpt"),
                                     RichProgressBar(), *callbacks],
                          logger=CSVLogger(stage_dir, name="logs", version=""))
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     best = stage_dir / "checkpoints" / "best.ckpt"
     if epochs > 0:
         last = stage_dir / "checkpoints" / "last.ckpt"
         try:  # weights_only: never unpickle code from a checkpoint, ours or a resumed one
             trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
         except FloatingPointError as error:
-            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved"
+            saved = last.is_file() and last.stat().st_mtime >= started_at  # by this run, not an earlier one
+            kept = f"the last good checkpoint is {last}" if saved else "no checkpoint was saved"
             raise UserError(f"training stopped: {error}; {kept}") from None
         except SystemExit as stop:  # Lightning's way out after Ctrl-C or SIGTERM
             print(f"robust train: interrupted; continue with ckpt_path={last} (or resume=true)",
@@ -94,13 +97,18 @@ def train(cfg, run_dir=None) -> dict:
     from robustbench_cli.reporting import atomic_write_text
 
     check_train_config(cfg)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, not actionable
+    for benign in (".*LeafSpec.*", ".*smaller than the logging interval.*"):  # Lightning's, not actionable
+        warnings.filterwarnings("ignore", message=benign)
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
         run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.defense.name == "hgd":  # not a classifier objective: a denoiser before a frozen one
+        from robustbench_cli.defenses.hgd.training import train_denoiser
+
+        return train_denoiser(cfg, run_dir)
     data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
     data.prepare_data()  # missing data fails here, before the Trainer starts (DDP ranks come later)
     stage = partial(fit_stage, cfg, data)

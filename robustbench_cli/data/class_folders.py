@@ -6,21 +6,32 @@ from pathlib import Path
 
 import torch
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import default_loader
 from torchvision.transforms import v2
 
 from robustbench_cli.errors import UserError
+
+
+def _load_image(path: str):
+    """PIL's loader, but an unreadable file stops the run with a one-line error naming it
+    (skipping it silently would change n and every accuracy)."""
+    try:
+        return default_loader(path)
+    except OSError as error:
+        raise UserError(f"unreadable image {path}: {error} (fix or remove the file)") from None
 
 
 class MappedImageFolder(ImageFolder):
     """torchvision's ImageFolder, but labels come from `class_to_idx` instead of folder order.
 
     That keeps standard indices (ImageNet-1k, CIFAR-10) when only some classes are present.
+    Images of any size are resized and cropped by the transform.
     """
 
     def __init__(self, split_dir: Path, class_to_idx: dict[str, int], transform):
         self._fixed_class_to_idx = dict(class_to_idx)
         try:
-            super().__init__(str(split_dir), transform=transform)
+            super().__init__(str(split_dir), transform=transform, loader=_load_image)
         except FileNotFoundError as error:  # a class folder without a single image
             raise UserError(f"{split_dir}: {str(error).splitlines()[0]}") from error
 

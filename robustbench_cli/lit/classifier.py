@@ -48,6 +48,9 @@ class ClassifierModule(pl.LightningModule):
         self.max_epochs = max_epochs
         self.objective = objective
         classes = meta["info"]["num_classes"]
+        if classes < 2:
+            name = meta["info"]["name"]
+            raise UserError(f"training needs at least 2 classes; the {name} data has {classes}")
         self.criterion = head_criterion(meta["model"].get("head", "sce"), classes)
         # ModuleDict keys must not shadow nn.Module attributes ("train"), hence the suffix.
         self.accuracy = torch.nn.ModuleDict({
@@ -113,4 +116,4 @@ class SaveOnInterrupt(Callback):
 
     def on_exception(self, trainer, pl_module, exception):
         if not isinstance(exception, FloatingPointError):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full state, to resume
