@@ -95,8 +95,7 @@ def test_write_results_writes_every_file(tmp_path):
     with open(run_dir / "results.csv", newline="") as handle:
         records = list(csv.DictReader(handle))
     header = list(records[0])
-    assert header[:8] == ["attack", "eps", "accuracy", "top5", "n", "correct", "seconds",
-                          "clean_accuracy"]
+    assert header[:8] == ["attack", "eps", "accuracy", "top5", "n", "correct", "seconds", "clean_accuracy"]
     assert header[8:] == ["model", "dataset", "defense", "seed", "label", "queries"]
     assert [r["attack"] for r in records] == [r["attack"] for r in rows]
     assert float(records[1]["accuracy"]) == 0.7 and records[1]["top5"] == ""
@@ -126,11 +125,22 @@ def test_write_job_failure(tmp_path):
     }
 
 
+def png_width(path):
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # from the IHDR chunk
+
+
 def test_plot_writes_a_png(tmp_path):
     path = tmp_path / "plot.png"
-    plot_accuracy_vs_eps(monotone_rows(), path)
+    plot_accuracy_vs_eps([r for r in monotone_rows() if r["attack"] != "pgd_l2"], path)
     data = path.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+
+
+def test_plot_draws_each_norm_in_its_own_panel(tmp_path):
+    linf_only, both_norms = tmp_path / "linf.png", tmp_path / "both.png"
+    plot_accuracy_vs_eps([row("pgd_linf", 0.01, 0.6), row("pgd_linf", 0.03, 0.3)], linf_only)
+    plot_accuracy_vs_eps([row("pgd_linf", 0.01, 0.6), row("pgd_l2", 0.5, 0.3)], both_norms)
+    assert png_width(both_norms) == 2 * png_width(linf_only)
 
 
 # --- console -----------------------------------------------------------------------------
@@ -150,6 +160,13 @@ def test_print_results_shows_table_and_notes():
     print_results(monotone_rows(), notes=["label leaking suspected"], console=console)
     printed = console.file.getvalue()
     assert "pgd_linf" in printed and "30.00" in printed and "label leaking suspected" in printed
+
+
+def test_narrow_console_wraps_numbers_instead_of_cutting_them():
+    console = Console(file=StringIO(), width=50)
+    print_results([row("pgd_linf", 8 / 255, 0.3, model=m) for m in ("mlp", "cnn")], console=console)
+    printed = console.file.getvalue()
+    assert "…" not in printed and printed.count("mlp") == 1
 
 
 # --- notes -------------------------------------------------------------------------------
@@ -192,6 +209,10 @@ def test_note_black_box_or_noise_stronger_than_every_white_box(black_box):
 
 def test_black_box_is_not_compared_with_an_other_norm():
     assert table_notes([row("pgd_l2", 0.03, 0.1), row("nes", 0.03, 0.3)]) == []
+
+
+def test_jsma_is_an_l0_attack_and_not_compared_with_linf_noise():
+    assert table_notes([row("jsma", 0.03, 0.5), row("gaussian", 0.03, 0.3)]) == []
 
 
 def test_note_label_leaking():
@@ -241,9 +262,13 @@ def test_aggregate_sweep(tmp_path):
         records = list(csv.DictReader(handle))
     fgsm = next(r for r in records if r["attack"] == "fgsm")
     assert (fgsm["status"], fgsm["clean"], fgsm["eps=0"], fgsm["eps=0.1"]) == (
-        "ok", "90.00", "90.00", "60.00")
+        "ok",
+        "90.00",
+        "90.00",
+        "60.00",
+    )
     failed = next(r for r in records if r["status"] == "failed")
-    assert (failed["job"], failed["error"]) == ("2", "CUDA out of memory")
+    assert (failed["job"], failed["attack"], failed["error"]) == ("2", "pgd_linf", "CUDA out of memory")
     assert failed["overrides"] == "attack=pgd_linf eps=0.1"
     assert next(r for r in records if r["status"] == "incomplete")["job"] == "10"
 

@@ -23,7 +23,8 @@ def results_table(rows, title=None, notes=()) -> Table:
         caption_justify="left",
     )
     for index, header in enumerate(headers):
-        table.add_column(header, justify="right" if index in numeric else "left")
+        # fold, not ellipsis: a narrow terminal must wrap numbers, never cut them
+        table.add_column(header, justify="right" if index in numeric else "left", overflow="fold")
     for line in body:
         table.add_row(*line)
     return table

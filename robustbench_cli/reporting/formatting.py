@@ -32,9 +32,7 @@ def markdown_table(headers, body, right_aligned=()) -> str:
     """A GitHub-flavoured markdown table; `right_aligned` holds indexes of numeric columns."""
     rule = ["---:" if index in right_aligned else "---" for index in range(len(headers))]
     lines = [headers, rule, *body]
-    return "\n".join(
-        "| " + " | ".join(_markdown_cell(cell) for cell in line) + " |" for line in lines
-    ) + "\n"
+    return "\n".join("| " + " | ".join(_markdown_cell(cell) for cell in line) + " |" for line in lines) + "\n"
 
 
 def csv_value(value) -> str:

@@ -3,7 +3,6 @@
 Each note is one line. Rows are compared only within one model/dataset/defense/checkpoint/seed.
 """
 
-import re
 from collections import defaultdict
 
 from robustbench_cli.reporting.formatting import format_eps, format_percent
@@ -12,6 +11,7 @@ from robustbench_cli.reporting.rows import (
     eps_key,
     group_by_identity,
     series_name,
+    threat_norm,
     varying_identity_keys,
 )
 
@@ -76,19 +76,6 @@ def _is_white_box(series) -> bool:
     return series not in NOT_WHITE_BOX and not _is_black_box_or_noise(series)
 
 
-NORM_BY_ATTACK = {"jsma": "l0"}  # eps is a per-feature change under an L0 budget
-
-
-def _norm(series) -> str:
-    """The threat model in the name (pgd_l2 -> l2); eps of different norms are not comparable."""
-    if series in NORM_BY_ATTACK:
-        return NORM_BY_ATTACK[series]
-    for token in series.split("_"):
-        if re.fullmatch(r"l(\d+|inf)", token):
-            return token
-    return "linf"
-
-
 def _above_clean(rows):
     for row in rows:
         clean, accuracy = row.get("clean_accuracy"), row.get("accuracy")
@@ -138,7 +125,7 @@ def _black_box_beats_white_box(strongest):
             white_box = [
                 other_by_eps[eps]
                 for other, other_by_eps in strongest.items()
-                if _is_white_box(other) and _norm(other) == _norm(series) and eps in other_by_eps
+                if _is_white_box(other) and threat_norm(other) == threat_norm(series) and eps in other_by_eps
             ]
             if white_box and accuracy < min(white_box):
                 yield (

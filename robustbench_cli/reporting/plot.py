@@ -8,44 +8,57 @@ from robustbench_cli.reporting.rows import (
     describe_identity,
     describe_shared,
     series_name,
+    threat_norm,
     varying_identity_keys,
 )
 
 
-def _curves(rows) -> dict:
-    """{legend label: [(eps, accuracy %), ...] sorted by eps}, one per attack (and model)."""
+def _curves_by_norm(rows) -> dict:
+    """{norm: {legend label: [(eps, accuracy %), ...] sorted by eps}}, one curve per attack
+    (and model, where rows differ in it)."""
     keys = varying_identity_keys(rows)
-    points = defaultdict(list)
+    points = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["attack"] == "none" or row.get("accuracy") is None:
             continue
-        label = series_name(row)
+        series = series_name(row)
+        label = series
         if keys:
-            label = f"{describe_identity(keys, [row.get(key) for key in keys])} {label}"
-        points[label].append((float(row["eps"]), 100 * float(row["accuracy"])))
-    return {label: sorted(curve) for label, curve in sorted(points.items())}
+            label = f"{describe_identity(keys, [row.get(key) for key in keys])} {series}"
+        points[threat_norm(series)][label].append((float(row["eps"]), 100 * float(row["accuracy"])))
+    return {
+        norm: {label: sorted(curve) for label, curve in sorted(curves.items())}
+        # L-inf first: it is the usual threat model and the one most rows use
+        for norm, curves in sorted(points.items(), key=lambda item: (item[0] != "linf", item[0]))
+    }
 
 
 def plot_accuracy_vs_eps(rows, path) -> None:
-    """Write a PNG with one accuracy (%) over eps curve per attack, 'none' left out."""
+    """Write a PNG with one accuracy (%) over eps curve per attack, 'none' left out.
+
+    Attacks of different norms (L-inf, L2, ...) get side-by-side panels: their eps scales differ.
+    """
     # A bare Figure renders with Agg without pyplot: no global backend, no display needed,
     # and matplotlib is only imported when a plot is drawn.
     from matplotlib.figure import Figure
 
     rows = list(rows)
-    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
-    axes = figure.add_subplot()
-    for label, curve in _curves(rows).items():
-        eps_values, accuracies = zip(*curve)
-        axes.plot(eps_values, accuracies, marker="o", label=label)
+    curves_by_norm = _curves_by_norm(rows) or {"linf": {}}
+    figure = Figure(figsize=(6.4 * len(curves_by_norm), 4.4), layout="constrained")
+    for axes, (norm, curves) in zip(
+        figure.subplots(1, len(curves_by_norm), squeeze=False)[0], curves_by_norm.items()
+    ):
+        for label, curve in curves.items():
+            eps_values, accuracies = zip(*curve)
+            axes.plot(eps_values, accuracies, marker="o", label=label)
+        axes.set_xlabel(f"eps ({norm.upper().replace('LINF', 'L-inf')})")
+        axes.set_ylabel("accuracy (%)")
+        axes.set_ylim(-2, 102)
+        axes.grid(alpha=0.3)
+        if curves:
+            axes.legend(fontsize=8)
     shared = describe_shared(rows)
-    axes.set_title("Accuracy vs eps" + (f"\n{shared}" if shared else ""), fontsize=10)
-    axes.set_xlabel("eps")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_ylim(-2, 102)
-    axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=8)
+    figure.suptitle("Accuracy vs eps" + (f"\n{shared}" if shared else ""), fontsize=10)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(path, buffer.getvalue())

@@ -1,13 +1,29 @@
 """What a result row is: its column order, the curve it belongs to, the keys that tell runs apart."""
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
 LEADING_COLUMNS = (
-    "attack", "eps", "accuracy", "top5", "n", "correct", "seconds", "clean_accuracy",
-    "model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed",
+    "attack",
+    "eps",
+    "accuracy",
+    "top5",
+    "n",
+    "correct",
+    "seconds",
+    "clean_accuracy",
+    "model",
+    "dataset",
+    "defense",
+    "checkpoint",
+    "checkpoint_sha256",
+    "seed",
 )
 IDENTITY_KEYS = ("model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed")
+NAMED_BY_VALUE = ("model", "dataset", "defense")  # "vgg16" reads fine without "model="
+SHORT_KEYS = {"checkpoint": "ckpt", "checkpoint_sha256": "sha"}
+NORM_BY_ATTACK = {"jsma": "l0"}  # eps is a per-feature change under an L0 budget
 
 
 def column_order(rows) -> list[str]:
@@ -69,12 +85,26 @@ def group_by_identity(rows, keys) -> dict:
 
 
 def describe_identity(keys, values) -> str:
-    """One label for a group, e.g. "vgg16 cifar10 seed=1"."""
-    parts = []
-    for key, value in zip(keys, values):
-        text = short_identity(key, value)
-        parts.append(text if key in ("model", "dataset", "defense") else f"{key}={text}")
-    return " ".join(parts)
+    """One label for a group, e.g. "vgg16 cifar10 seed=1"; missing values are left out."""
+    parts = [
+        short_identity(key, value)
+        if key in NAMED_BY_VALUE
+        else f"{SHORT_KEYS.get(key, key)}={short_identity(key, value)}"
+        for key, value in zip(keys, values)
+        if value is not None
+    ]
+    return " ".join(parts) or "no identity"
+
+
+def threat_norm(series) -> str:
+    """The norm in an attack's name (pgd_l2 -> l2, default linf): eps of different norms
+    are on different scales, so they are neither compared nor drawn on one axis."""
+    if series in NORM_BY_ATTACK:
+        return NORM_BY_ATTACK[series]
+    for token in series.split("_"):
+        if re.fullmatch(r"l(\d+|inf)", token):
+            return token
+    return "linf"
 
 
 def describe_shared(rows) -> str:

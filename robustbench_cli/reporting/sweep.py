@@ -49,9 +49,7 @@ def aggregate_sweep(sweep_dir) -> dict:
         (path for path in sweep_dir.iterdir() if _is_job(path)), key=lambda path: _job_order(path.name)
     )
     if not job_dirs:
-        raise UserError(
-            f"no jobs found under {sweep_dir} (a multirun folder holds one subfolder per job)"
-        )
+        raise UserError(f"no jobs found under {sweep_dir} (a multirun folder holds one subfolder per job)")
     rows, failed, incomplete, settings = [], [], [], {}
     for job_dir in job_dirs:
         job, overrides = job_dir.name, _read_overrides(job_dir)
@@ -138,6 +136,12 @@ def _sweep_settings(overrides) -> dict:
     return settings
 
 
+def _overridden_attack(overrides) -> str:
+    """The attack a job was asked to run ("attack=fgsm"), to label a job without rows."""
+    chosen = [item.partition("=")[2] for item in overrides if item.partition("=")[0] == "attack"]
+    return chosen[-1] if chosen else ""
+
+
 def _attack_order(series: str):
     """Clean first, the worst case last, the attacks alphabetically between."""
     return ({"none": 0, "worst_case": 2}.get(series, 1), series)
@@ -181,12 +185,21 @@ class _Summary:
     def csv(self, failed, incomplete) -> str:
         labels = self._label_headers()
         header = ["status", *labels, *self._value_headers(), "job", "overrides", "error"]
-        blanks = [""] * (len(header) - 4)
+        label_blanks = [""] * (len(labels) - 1)
+        value_blanks = [""] * len(self._value_headers())
         body = [["ok", *line, "", "", ""] for line in self._lines(missing="")]
         for status, jobs in (("failed", failed), ("incomplete", incomplete)):
             for job in jobs:
                 body.append(
-                    [status, *blanks, job["job"], " ".join(job["overrides"]), job.get("error", "")]
+                    [
+                        status,
+                        *label_blanks,
+                        _overridden_attack(job["overrides"]),
+                        *value_blanks,
+                        job["job"],
+                        " ".join(job["overrides"]),
+                        job.get("error", ""),
+                    ]
                 )
         return csv_text(header, body)
 
@@ -209,8 +222,7 @@ class _Summary:
             text += "\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes)
         if failed:
             text += "\n## Failed jobs\n\n" + "".join(
-                f"- `{job['job']}` ({_overrides_text(job)}): {_one_line(job['error'])}\n"
-                for job in failed
+                f"- `{job['job']}` ({_overrides_text(job)}): {_one_line(job['error'])}\n" for job in failed
             )
         if incomplete:
             text += "\n## Incomplete jobs\n\n" + "".join(
