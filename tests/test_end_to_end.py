@@ -124,3 +124,10 @@ def test_same_seed_and_config_give_the_same_model(tmp_path, fashion_root):
     assert acc_a == acc_b
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
         assert torch.equal(a, b), name
+    tables = []
+    for name in ("a", "b"):
+        ok(robust("eval", f"ckpt_path={name}/checkpoints/best.ckpt", "attack=[pgd_linf,gaussian]",
+                  "eps=[0.05,0.1]", "seed=7", f"hydra.run.dir={name}/eval", cwd=tmp_path))
+        rows = json.loads((tmp_path / name / "eval" / "results.json").read_text())
+        tables.append([(r["attack"], r["eps"], r["accuracy"]) for r in rows])
+    assert tables[0] == tables[1]
