@@ -15,6 +15,7 @@ from robustbench_cli.data.folder_layout import (
 )
 from robustbench_cli.data.in_memory import InMemoryImages
 from robustbench_cli.data.settings import DatasetSettings
+from robustbench_cli.data.torchvision_layout import torchvision_split
 from robustbench_cli.errors import UserError
 
 _SIZE = 32
@@ -48,19 +49,5 @@ def _is_image_folder_tree(settings: DatasetSettings) -> bool:
 
 
 def _torchvision_cifar10(settings: DatasetSettings, train: bool) -> CIFAR10:
-    root = settings.root
-    if settings.root_given and not (root / CIFAR10.base_folder).is_dir():
-        raise UserError(
-            f"{root} holds neither train/ and test/ class folders nor "
-            f"torchvision's {CIFAR10.base_folder}/"
-        )
-    # Only the default location (data_dir/cifar10) is downloaded into, never a user's folder.
-    download = settings.download and not settings.root_given
-    try:
-        return CIFAR10(str(root), train=train, download=download)
-    except (RuntimeError, OSError) as error:
-        attempt = "could not be downloaded" if download else "is not there and download is off"
-        raise UserError(
-            f"cifar10 {attempt} ({str(error).splitlines()[0]}): put torchvision's "
-            f"{CIFAR10.base_folder}/ or train/ and test/ class folders in {root}"
-        ) from error
+    return torchvision_split(CIFAR10, settings, train, CIFAR10.base_folder,
+                             "train/ and test/ class folders")

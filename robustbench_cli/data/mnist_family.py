@@ -9,6 +9,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 from robustbench_cli.data.idx_files import read_idx_ubyte
 from robustbench_cli.data.in_memory import InMemoryImages
 from robustbench_cli.data.settings import DatasetSettings
+from robustbench_cli.data.torchvision_layout import torchvision_split
 from robustbench_cli.errors import UserError
 
 _TORCHVISION_DATASETS = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
@@ -64,17 +65,4 @@ def _from_idx_folder(name: str, root: Path, split: str) -> InMemoryImages:
 
 def _torchvision_dataset(settings: DatasetSettings, train: bool) -> MNIST:
     dataset_class = _TORCHVISION_DATASETS[settings.name]
-    root = settings.root
-    if settings.root_given and not (root / dataset_class.__name__).is_dir():
-        raise UserError(
-            f"{root} holds neither {_ALL_FILES} nor torchvision's {dataset_class.__name__}/raw folder"
-        )
-    # Only the default location (data_dir/<name>) is downloaded into, never a user's folder.
-    download = settings.download and not settings.root_given
-    try:
-        return dataset_class(str(root), train=train, download=download)
-    except (RuntimeError, OSError) as error:
-        attempt = "could not be downloaded" if download else "is not there and download is off"
-        raise UserError(
-            f"{settings.name} {attempt} ({str(error).splitlines()[0]}): put {_ALL_FILES} in {root}"
-        ) from error
+    return torchvision_split(dataset_class, settings, train, f"{dataset_class.__name__}/raw", _ALL_FILES)
