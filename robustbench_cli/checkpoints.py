@@ -27,6 +27,17 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(state_dict: dict) -> str:
+    """A hash of the classifier's weights (names and raw bytes), recorded in the checkpoint so
+    that a corrupted or altered file is noticed when it is loaded."""
+    digest = hashlib.sha256()
+    for key in sorted(k for k in state_dict if k.startswith(MODEL_PREFIX)):
+        tensor = state_dict[key].detach().cpu().contiguous().reshape(-1)
+        digest.update(key.encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def read_checkpoint(path) -> dict:
     """The checkpoint's contents, loaded tensors-only; any refusal is a one-line UserError."""
     path = Path(path)
@@ -45,6 +56,10 @@ def read_checkpoint(path) -> dict:
         raise UserError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(content, dict) or META_KEY not in content or "state_dict" not in content:
         raise UserError(f"{path} is not a `robust train` checkpoint (no '{META_KEY}' metadata)")
+    recorded = content[META_KEY].get("weights_sha256")
+    if recorded and recorded != weights_sha256(content["state_dict"]):
+        raise UserError(f"checkpoint {path} is corrupted or was altered: its weights do not match "
+                        "the hash recorded when it was saved")
     return content
 
 

@@ -67,3 +67,14 @@ def test_eval_of_a_foreign_file_exits_with_one_line(tmp_path):
     assert process.returncode == 2 and "not a `robust train` checkpoint" in process.stderr
     assert json.dumps(process.stderr).count("\\n") == 1
     ok(robust("--help", cwd=tmp_path))
+
+
+def test_altered_weights_are_noticed(tmp_path, trained):
+    _, metrics, run_dir = trained
+    content = torch.load(run_dir / metrics["checkpoint"], weights_only=True)
+    assert len(content["robust"]["weights_sha256"]) == 64
+    key = next(k for k in content["state_dict"] if k.startswith("model.") and k.endswith("weight"))
+    content["state_dict"][key] = content["state_dict"][key] + 1e-3
+    torch.save(content, tmp_path / "altered.ckpt")
+    with pytest.raises(UserError, match="corrupted or was altered"):
+        read_checkpoint(tmp_path / "altered.ckpt")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 from torchmetrics.classification import MulticlassAccuracy
 
-from robustbench_cli.checkpoints import META_KEY
+from robustbench_cli.checkpoints import META_KEY, weights_sha256
 from robustbench_cli.errors import UserError
 
 HEADS = ("sce", "lq")
@@ -103,7 +103,7 @@ class ClassifierModule(pl.LightningModule):
         return optimizer
 
     def on_save_checkpoint(self, checkpoint):
-        checkpoint[META_KEY] = self.meta
+        checkpoint[META_KEY] = {**self.meta, "weights_sha256": weights_sha256(checkpoint["state_dict"])}
 
 
 class SaveOnInterrupt(Callback):
