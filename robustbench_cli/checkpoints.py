@@ -73,6 +73,8 @@ def build_classifier(meta: dict, state: dict, path) -> torch.nn.Module:
     from robustbench_cli.data import DatasetInfo
     from robustbench_cli.models import build_model
 
+    if "model" not in meta:
+        raise UserError(f"{path} is not a classifier checkpoint (a denoiser's? pass it as defense.ckpt)")
     info = DatasetInfo(**meta["info"])
     model = build_model(meta["model"], info)
     try:

@@ -12,7 +12,9 @@ import sys
 COMMANDS = {
     "train": "train a classifier (model, dataset, defense, trainer groups), then test it",
     "eval": "attack a trained classifier over eps values and write accuracy tables",
+    "detect": "measure an adversarial-input detector (confidence ratio, mutation) under attack",
     "aggregate": "rebuild summary.csv/md/png of a multirun folder: robust aggregate SWEEP_DIR",
+    "analyze": "layer-wise perturbation of adversarial, noisy and denoised inputs: robust analyze layers ...",
 }
 
 USAGE = """usage: robust COMMAND [overrides...]

@@ -13,7 +13,7 @@ def options(group: str) -> list[str]:
 
 
 GROUPS = {"train": ["model", "dataset", "defense", "trainer"],
-          "eval": ["model", "dataset", "attack"]}
+          "eval": ["model", "dataset", "attack", "defense"]}
 
 
 @pytest.mark.parametrize("config_name", GROUPS)

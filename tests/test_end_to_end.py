@@ -52,8 +52,8 @@ def test_multirun_writes_summary_and_aggregate_rebuilds_it(trained):
     work, _, run_dir = trained
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     ok(robust("eval", "-m", f"ckpt_path={ckpt}", "attack=fgsm", "eps=0,0.1",
-              "hydra.sweep.dir=sweep", cwd=work))
-    sweep = work / "sweep"
+              "paths.output_dir=swept", cwd=work))
+    [sweep] = (work / "swept" / "eval-multirun").iterdir()  # the default sweep folder
     summary = (sweep / "summary.csv").read_text()
     assert "fgsm" in summary and "0.1" in summary
     (sweep / "summary.csv").unlink()

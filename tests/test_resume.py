@@ -92,4 +92,5 @@ def test_interrupted_eval_sweep_resumes_with_only_the_missing_rows(tmp_path, tra
         rows = json.loads((tmp_path / folder / "results.json").read_text())
         return [(r["attack"], r["eps"], r["accuracy"], r["correct"], r["n"]) for r in rows]
 
-    assert table("cut") == table("whole") and len(table("whole")) == 12  # 3 attacks (fgsm_pred added) + worst case
+    # 3 attacks (fgsm_pred added) x 3 eps + 3 worst-case rows
+    assert table("cut") == table("whole") and len(table("whole")) == 12

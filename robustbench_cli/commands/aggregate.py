@@ -5,7 +5,8 @@ import sys
 USAGE = """usage: robust aggregate SWEEP_DIR
 
 Rebuilds SWEEP_DIR/summary.csv, summary.md and accuracy_vs_eps.png from the results.json
-(or error.json, for failed jobs) in each job folder of a `robust eval -m` sweep."""
+(or error.json, for failed jobs) in each job folder of a `robust eval -m` or
+`robust detect -m` sweep."""
 
 
 def main() -> int:

@@ -9,7 +9,10 @@ def attack_specs(cfg, overrides: list[str]) -> tuple[list, bool]:
     from robustbench_cli.config import attack_configs, load_group_option
     from robustbench_cli.evaluation.runner import AttackSpec
 
-    specs = [AttackSpec(c.pop("name"), c) for c in attack_configs(cfg, overrides)]
+    configs = attack_configs(cfg, overrides)
+    for config in configs:
+        config.pop("threat", None)  # how a defended model is attacked, not an attack parameter
+    specs = [AttackSpec(c.pop("name"), c) for c in configs]
     names = {s.name for s in specs}
     if "fgsm_pred" not in names and any(
             s.name == "fgsm" and str(s.params.get("label")).lower() == "true" for s in specs):
@@ -26,6 +29,7 @@ def evaluate(cfg) -> list[dict]:
     from omegaconf import OmegaConf
 
     from robustbench_cli.config import check_positive_int, check_seed, parse_eps
+    from robustbench_cli.defenses.hgd.evaluation import check_defense, evaluation_view
     from robustbench_cli.evaluation.row_store import RowStore
     from robustbench_cli.evaluation.runner import evaluate
     from robustbench_cli.evaluation.target import load_target
@@ -37,17 +41,19 @@ def evaluate(cfg) -> list[dict]:
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
     specs, several = attack_specs(cfg, overrides)
+    check_defense(cfg)
     target = load_target(cfg, overrides)
+    view = evaluation_view(cfg, target, specs, overrides)  # the classifier, or denoiser(s) -> it
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    identity = {**target.identity(), "n": len(target.test_set)}
+    identity = {**target.identity(), **view.identity, "n": len(target.test_set)}
     store = RowStore(run_dir, identity)
     finished = store.load() if cfg.resume else {}
     if finished:
         print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
-    evaluate(target.model, target.test_set, specs, eps_list, batch_size=cfg.batch_size,
-             num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-             progress=cfg.progress, worst_case=several, finished=finished, on_row=store.save)
+    evaluate(view.model, target.test_set, view.specs, eps_list, batch_size=cfg.batch_size,
+             num_workers=target.dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress,
+             worst_case=several, finished=finished, on_row=lambda row: store.save(view.annotate(row)))
     rows = store.rows
     notes = table_notes(rows)
     run_record = {**identity, "git_revision": git_revision(),
@@ -55,6 +61,7 @@ def evaluate(cfg) -> list[dict]:
                   "trained_with": target.trained_with()}
     atomic_write_text(run_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
     print_results(rows, notes)
+    view.print_denoising(rows)
     print(f"results in {run_dir}")
     return rows
 

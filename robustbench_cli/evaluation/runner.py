@@ -65,7 +65,7 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     todo = [(s, eps) for s in specs for eps in eps_list if (s.name, eps) not in finished]
     try:
-        with _progress(progress, len(loader) * (len(todo) + 1)) as advance:
+        with progress_bar(progress, len(loader) * (len(todo) + 1)) as advance:
             clean = _clean_pass(model, loader, device, advance)
             rows = []
             for spec in specs:
@@ -160,7 +160,7 @@ def _ordered(row: dict) -> dict:
 
 
 @contextmanager
-def _progress(enabled: bool, total: int):
+def progress_bar(enabled: bool, total: int):
     """A rich progress bar over batches (or nothing); yields the per-batch advance call."""
     if not enabled:
         yield lambda: None

@@ -13,6 +13,7 @@ import yaml
 
 from robustbench_cli.errors import UserError
 from robustbench_cli.reporting.atomic import atomic_write_text
+from robustbench_cli.reporting.detection import format_auc, is_detection_row
 from robustbench_cli.reporting.formatting import (
     csv_text,
     format_eps,
@@ -37,7 +38,8 @@ OVERRIDES_YAML = Path(HYDRA_FOLDER) / "overrides.yaml"
 
 
 def aggregate_sweep(sweep_dir) -> dict:
-    """Write summary.csv, summary.md (and accuracy_vs_eps.png) at the root of a multirun folder.
+    """Write summary.csv, summary.md (and accuracy_vs_eps.png) at the root of a multirun folder;
+    for `robust detect` sweeps the summary has one table per detection measure instead.
 
     Returns {"rows": result rows with a "job" key, "failed": [{"job", "overrides", "error"}],
     "incomplete": [{"job", "overrides"}]}.
@@ -62,11 +64,14 @@ def aggregate_sweep(sweep_dir) -> dict:
         else:
             rows += [{**row, "job": job} for row in outcome]
 
-    summary = _Summary(rows, settings)
+    if any(is_detection_row(row) for row in rows):
+        summary = _DetectionSummary(rows, settings)
+    else:
+        summary = _Summary(rows, settings)
+        if has_eps_curve(rows):
+            plot_accuracy_vs_eps(rows, sweep_dir / PLOT_PNG)
     atomic_write_text(sweep_dir / "summary.csv", summary.csv(failed, incomplete))
     atomic_write_text(sweep_dir / "summary.md", summary.markdown(failed, incomplete))
-    if has_eps_curve(rows):
-        plot_accuracy_vs_eps(rows, sweep_dir / PLOT_PNG)
     return {"rows": rows, "failed": failed, "incomplete": incomplete}
 
 
@@ -125,13 +130,14 @@ def _is_row(row) -> bool:
 
 
 def _sweep_settings(overrides) -> dict:
-    """Override key -> value, minus attack and eps (the table's axes) and identity keys
-    (the rows record those themselves)."""
+    """Override key -> value, minus attack and eps (the table's axes), the detector (a row
+    label of detection tables) and identity keys (the rows record those themselves)."""
     settings = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.lstrip("+~")
-        if sep and key != "attack" and key.rsplit(".", 1)[-1] != "eps" and key not in IDENTITY_KEYS:
+        if (sep and key not in ("attack", "detector") and key.rsplit(".", 1)[-1] != "eps"
+                and key not in IDENTITY_KEYS):
             settings[key] = value
     return settings
 
@@ -148,9 +154,14 @@ def _attack_order(series: str):
 
 
 class _Summary:
-    """The attack x eps accuracy table of a sweep, one line per attack and distinct setting."""
+    """The attack x eps table of one measure (accuracy by default) over a sweep, one line per
+    attack and distinct setting; `label_keys` are row keys shown before the attack, and the
+    first value column (`clean_key`, headed `clean_header`) is read from each line's first row."""
 
-    def __init__(self, rows, settings_by_job):
+    def __init__(self, rows, settings_by_job, measure="accuracy", label_keys=(),
+                 clean_key="clean_accuracy", clean_header="clean", format_value=format_percent):
+        self.measure, self.label_keys, self.format_value = measure, list(label_keys), format_value
+        self.clean_header = clean_header
         self.identity_keys = varying_identity_keys(rows)
         row_settings = [settings_by_job[row["job"]] for row in rows]
         every_setting = sorted({key for settings in row_settings for key in settings})
@@ -163,74 +174,123 @@ class _Summary:
             line = (
                 *(short_identity(key, row.get(key)) for key in self.identity_keys),
                 *(settings.get(key, "-") for key in self.setting_keys),
+                *(str(row.get(key, "-")) for key in self.label_keys),
                 series_name(row),
             )
-            self.accuracy[line][eps_key(row["eps"])] = row["accuracy"]
+            self.accuracy[line][eps_key(row["eps"])] = row.get(measure)
             if self.clean.get(line) is None:
-                self.clean[line] = row.get("clean_accuracy")
+                self.clean[line] = row.get(clean_key)
         self.rows = rows
 
     def _label_headers(self):
-        return [*self.identity_keys, *self.setting_keys, "attack"]
+        return [*self.identity_keys, *self.setting_keys, *self.label_keys, "attack"]
 
     def _value_headers(self):
-        return ["clean", *(f"eps={format_eps(eps)}" for eps in self.eps_values)]
+        return [self.clean_header, *(f"eps={format_eps(eps)}" for eps in self.eps_values)]
 
-    def _lines(self, missing):
+    def lines(self, missing):
         ordered = sorted(self.accuracy, key=lambda line: (line[:-1], _attack_order(line[-1])))
         for line in ordered:
-            cells = [format_percent(self.accuracy[line].get(eps), missing) for eps in self.eps_values]
+            cells = [self.format_value(self.accuracy[line].get(eps), missing) for eps in self.eps_values]
             yield [*line, format_percent(self.clean[line], missing), *cells]
 
+    def headers(self) -> list[str]:
+        return [*self._label_headers(), *self._value_headers()]
+
+    def table(self) -> str:
+        numeric = set(range(len(self._label_headers()), len(self.headers())))
+        return markdown_table(self.headers(), list(self.lines(missing="-")), numeric)
+
     def csv(self, failed, incomplete) -> str:
-        labels = self._label_headers()
-        header = ["status", *labels, *self._value_headers(), "job", "overrides", "error"]
-        label_blanks = [""] * (len(labels) - 1)
-        value_blanks = [""] * len(self._value_headers())
-        body = [["ok", *line, "", "", ""] for line in self._lines(missing="")]
-        for status, jobs in (("failed", failed), ("incomplete", incomplete)):
-            for job in jobs:
-                body.append(
-                    [
-                        status,
-                        *label_blanks,
-                        _overridden_attack(job["overrides"]),
-                        *value_blanks,
-                        job["job"],
-                        " ".join(job["overrides"]),
-                        job.get("error", ""),
-                    ]
-                )
-        return csv_text(header, body)
+        body = [["ok", *line] for line in self.lines(missing="")]
+        return _csv_with_jobs(["status", *self.headers()], body, failed, incomplete)
 
     def markdown(self, failed, incomplete) -> str:
-        succeeded = len({row["job"] for row in self.rows})
-        text = (
-            "# Sweep summary\n\n"
-            f"{succeeded} job(s) succeeded, {len(failed)} failed, {len(incomplete)} incomplete.\n\n"
-        )
-        shared = identity_line(self.rows)
-        if shared:
-            text += f"{shared}\n\n"
+        text = _markdown_head(self.rows, failed, incomplete)
         if self.rows:
             text += "Accuracy (%) under each attack by eps; `clean` is the accuracy without attack.\n\n"
-            headers = [*self._label_headers(), *self._value_headers()]
-            numeric = set(range(len(self._label_headers()), len(headers)))
-            text += markdown_table(headers, list(self._lines(missing="-")), numeric)
+            text += self.table()
         notes = table_notes(self.rows)
         if notes:
             text += "\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes)
-        if failed:
-            text += "\n## Failed jobs\n\n" + "".join(
-                f"- `{job['job']}` ({_overrides_text(job)}): {_one_line(job['error'])}\n" for job in failed
-            )
-        if incomplete:
-            text += "\n## Incomplete jobs\n\n" + "".join(
-                f"- `{job['job']}` ({_overrides_text(job)}): no {RESULTS_JSON} or {ERROR_JSON} "
-                f"(still running or killed)\n"
-                for job in incomplete
-            )
-        return text
+        return text + _markdown_jobs(failed, incomplete)
+
+
+class _DetectionSummary:
+    """A `robust detect` sweep: one attack x eps table per detection measure, lines labelled by
+    detector and attack; the first value column is the false-positive rate on clean inputs.
+    The clean rows (attack none) only have a value for the accuracy."""
+
+    MEASURES = (
+        ("detection_rate", "Detection rate (%) on successful adversarial examples", format_percent),
+        ("roc_auc", "ROC AUC of the score, successful adversarial vs clean inputs", format_auc),
+        ("accuracy", "Accuracy (%) of classifier + reject (a rejected adversarial input is "
+                     "defended, a rejected clean one is an error)", format_percent),
+    )
+
+    def __init__(self, rows, settings_by_job):
+        self.rows = rows
+        attacked = [row for row in rows if row["attack"] != "none"]
+        self.tables = [
+            (key, title, _Summary(rows if key == "accuracy" else attacked, settings_by_job,
+                                  measure=key, label_keys=("detector",),
+                                  clean_key="false_positive_rate", clean_header="FPR",
+                                  format_value=format_value))
+            for key, title, format_value in self.MEASURES
+        ]
+
+    def csv(self, failed, incomplete) -> str:
+        header = ["status", "measure", *self.tables[0][2].headers()]
+        body = [["ok", key, *line] for key, _, table in self.tables for line in table.lines(missing="")]
+        return _csv_with_jobs(header, body, failed, incomplete)
+
+    def markdown(self, failed, incomplete) -> str:
+        text = _markdown_head(self.rows, failed, incomplete)
+        if self.rows:
+            text += "`FPR` is the false-positive rate (%) on clean inputs.\n"
+            for _, title, table in self.tables:
+                text += f"\n## {title}\n\n" + table.table()
+        return text + _markdown_jobs(failed, incomplete)
+
+
+def _csv_with_jobs(header, body, failed, incomplete) -> str:
+    """The summary lines, then one line per failed or incomplete job, labelled by the attack
+    it was asked to run."""
+    header = [*header, "job", "overrides", "error"]
+    body = [[*line, "", "", ""] for line in body]
+    attack_column = header.index("attack")
+    for status, jobs in (("failed", failed), ("incomplete", incomplete)):
+        for job in jobs:
+            line = [status, *[""] * (len(header) - 4), job["job"], " ".join(job["overrides"]),
+                    job.get("error", "")]
+            line[attack_column] = _overridden_attack(job["overrides"])
+            body.append(line)
+    return csv_text(header, body)
+
+
+def _markdown_head(rows, failed, incomplete) -> str:
+    succeeded = len({row["job"] for row in rows})
+    text = (
+        "# Sweep summary\n\n"
+        f"{succeeded} job(s) succeeded, {len(failed)} failed, {len(incomplete)} incomplete.\n\n"
+    )
+    shared = identity_line(rows)
+    return text + (f"{shared}\n\n" if shared else "")
+
+
+def _markdown_jobs(failed, incomplete) -> str:
+    text = ""
+    if failed:
+        text += "\n## Failed jobs\n\n" + "".join(
+            f"- `{job['job']}` ({_overrides_text(job)}): {_one_line(job['error'])}\n" for job in failed
+        )
+    if incomplete:
+        text += "\n## Incomplete jobs\n\n" + "".join(
+            f"- `{job['job']}` ({_overrides_text(job)}): no {RESULTS_JSON} or {ERROR_JSON} "
+            f"(still running or killed)\n"
+            for job in incomplete
+        )
+    return text
 
 
 def _overrides_text(job) -> str:

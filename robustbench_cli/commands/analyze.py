@@ -1,0 +1,96 @@
+"""`robust analyze layers`: how a perturbation grows along a classifier's layers, for
+adversarial, Gaussian-noise and denoised inputs (Liao et al. 2018, Figure 5)."""
+
+import sys
+
+ANALYSES = ("layers",)
+USAGE = ("usage: robust analyze layers ckpt_path=CLASSIFIER [defense.ckpt=[DENOISER,...]] "
+         "[attack=fgsm] [eps=8/255] [dataset.limit_test=N]")
+
+
+def _denoiser_labels(metas: list[dict]) -> list[str]:
+    """"<guide>-denoised" per denoiser, numbered where two share a guide."""
+    labels = []
+    for meta in metas:
+        label = f"{meta['guide']['name']}-denoised"
+        labels.append(label if label not in labels else f"{label} #{len(labels) + 1}")
+    return labels
+
+
+def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
+    """Compute and write the layer table; returns {"layers": [...], "levels": {kind: [...]}}."""
+    import json
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from robustbench_cli import attacks
+    from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps
+    from robustbench_cli.defenses.hgd.checkpoint import check_shape, load_denoiser, refuse_denoiser
+    from robustbench_cli.defenses.hgd.layer_report import layer_table, write_layer_report
+    from robustbench_cli.defenses.hgd.perturbation import perturbation_levels
+    from robustbench_cli.defenses.hgd.settings import checkpoint_paths
+    from robustbench_cli.errors import UserError
+    from robustbench_cli.evaluation.runner import resolve_device
+    from robustbench_cli.evaluation.target import load_target
+    from robustbench_cli.provenance import git_revision
+    from robustbench_cli.reporting import atomic_write_text
+
+    check_seed(cfg)
+    check_positive_int(cfg.batch_size, "batch_size")
+    eps = parse_eps(cfg.eps)
+    if len(eps) != 1:
+        raise UserError(f"robust analyze layers takes one eps, got {len(eps)}")
+    configs = attack_configs(cfg, overrides)
+    if len(configs) != 1:
+        raise UserError("robust analyze layers takes one attack")
+    refuse_denoiser(cfg.ckpt_path, "ckpt_path")
+    target = load_target(cfg, overrides)
+    paths = [] if not cfg.defense.get("ckpt") else checkpoint_paths(cfg.defense.ckpt, "defense.ckpt")
+    loaded = [load_denoiser(path) for path in paths]
+    for path, (_, meta) in zip(paths, loaded):
+        check_shape(meta, target.meta["info"], path)
+    denoisers = dict(zip(_denoiser_labels([meta for _, meta in loaded]), (d for d, _ in loaded)))
+    config = configs[0]
+    name = config.pop("name")
+    attack = attacks.build(name, target.model, eps=eps[0], **config)
+    layers, levels = perturbation_levels(target.model, denoisers, attack, target.test_set, eps[0],
+                                         cfg.batch_size, resolve_device(cfg.device))
+    run_dir = Path(run_dir)
+    title = (f"Perturbation level by layer: {target.meta['model']['name']} on {target.dataset_cfg.name}, "
+             f"{name} eps={eps[0]:.4g}, n={len(target.test_set)}")
+    write_layer_report(run_dir, layers, levels, title)
+    record = {**target.identity(), "attack": name, "eps": eps[0], "n": len(target.test_set),
+              "denoisers": {label: str(Path(p).resolve()) for label, p in zip(denoisers, paths)},
+              "git_revision": git_revision(), "config": OmegaConf.to_container(cfg, resolve=True)}
+    atomic_write_text(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
+    Console().print(layer_table(layers, levels, title))
+    print(f"results in {run_dir}")
+    return {"layers": layers, "levels": levels}
+
+
+def analyze(cfg) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    return analyze_layers(cfg, list(hydra.overrides.task), hydra.runtime.output_dir)
+
+
+def main() -> int:
+    from robustbench_cli.commands.hydra_app import run
+
+    args = sys.argv[1:]
+    if args[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if not args or args[0] not in ANALYSES:
+        print(f"robust analyze: error: name the analysis ({', '.join(ANALYSES)}); {USAGE}",
+              file=sys.stderr)
+        return 2
+    sys.argv = [sys.argv[0], *args[1:]]
+    return run("analyze", "analyze", analyze)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

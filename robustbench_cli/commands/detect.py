@@ -1,0 +1,66 @@
+"""`robust detect`: calibrate an adversarial-input detector on clean data, then measure it on
+clean and attacked inputs (detection rates, false positives, ROC AUC, accuracy with reject)."""
+
+import sys
+
+
+def detect(cfg) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps
+    from robustbench_cli.detectors.runner import run_detection
+    from robustbench_cli.evaluation.runner import AttackSpec
+    from robustbench_cli.evaluation.target import load_target
+    from robustbench_cli.provenance import git_revision
+    from robustbench_cli.reporting import atomic_write_text
+    from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
+
+    check_seed(cfg)
+    check_positive_int(cfg.batch_size, "batch_size")
+    eps_list = parse_eps(cfg.eps)
+    overrides = list(HydraConfig.get().overrides.task)
+    # No fgsm_pred companion as in `robust eval`: label leaking concerns accuracy, not detection.
+    specs = [AttackSpec(c.pop("name"), c) for c in attack_configs(cfg, overrides)]
+    target = load_target(cfg, overrides)
+
+    report = run_detection(target.model, target.test_set, OmegaConf.to_container(cfg.detector, resolve=True),
+                           specs, eps_list, head=target.meta["model"].get("head", "sce"), seed=cfg.seed,
+                           batch_size=cfg.batch_size, num_workers=target.dataset_cfg.num_workers,
+                           device=cfg.device, progress=cfg.progress)
+    identity = target.identity()
+    rows = [{**row, **identity} for row in report.rows]
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    write_detection_results(run_dir, rows)
+    _write_plots(run_dir, report, rows)
+    run_record = {**identity, "git_revision": git_revision(),
+                  "config": OmegaConf.to_container(cfg, resolve=True),
+                  "trained_with": target.trained_with()}
+    atomic_write_text(run_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
+    print_detection_results(rows)
+    print(f"results in {run_dir}")
+    return rows
+
+
+def _write_plots(run_dir, report, rows) -> None:
+    from robustbench_cli.reporting.detection_plot import ROC_PNG, SCORE_CDF_PNG, plot_roc, plot_score_cdf
+
+    first = rows[0]
+    title = f"{first['detector']}: {first['model']} on {first['dataset']}, defense {first['defense']}"
+    plot_score_cdf(report.clean_scores, report.successful_scores, report.threshold,
+                   report.score_label, title, run_dir / SCORE_CDF_PNG)
+    if report.roc_curves:
+        plot_roc(report.roc_curves, title, run_dir / ROC_PNG)
+
+
+def main() -> int:
+    from robustbench_cli.commands.hydra_app import run
+
+    return run("detect", "detect", detect)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""`robust eval defense=hgd`: denoiser(s) -> classifier under a threat model (`attack.threat`).
+
+full:      attacks differentiate through denoiser and classifier (the adaptive attack).
+oblivious: attacks are crafted on the bare classifier, then evaluated through the denoiser
+           (the paper's white-box set); iterative attacks run without early stopping, as
+           the transfer attack's do, unless attack.early_stop is set.
+transfer:  the attacks are transfer attacks from a holdout model (the paper's black-box set):
+           attack=transfer attack.source_ckpt=HOLDOUT.
+The runner's protocol is unchanged: clean correctness is judged on the defended model, and
+only still-correct points are attacked.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from robustbench_cli import attacks
+from robustbench_cli.errors import UserError
+
+
+class Denoised(nn.Module):
+    """Each denoiser, then the classifier; an ensemble averages the paths' logits."""
+
+    def __init__(self, denoisers, classifier: nn.Module):
+        super().__init__()
+        self.denoisers = nn.ModuleList(denoisers)
+        self.classifier = classifier
+
+    def forward(self, x):
+        return torch.stack([self.classifier(denoiser(x)) for denoiser in self.denoisers]).mean(0)
+
+    def denoise_l1(self, noisy, clean) -> torch.Tensor:
+        """Per example: mean |denoised - clean|, averaged over the denoisers."""
+        return torch.stack([(denoiser(noisy) - clean).abs().flatten(1).mean(1)
+                            for denoiser in self.denoisers]).mean(0)
+
+
+class Oblivious(nn.Module):
+    """The defended model for evaluation, the bare classifier for attacks.
+
+    The runner evaluates (clean and adversarial predictions) under torch.inference_mode, and
+    every attack runs outside it (Attack.__call__ leaves inference mode to take gradients or
+    query outputs), so inference mode tells the two callers apart."""
+
+    def __init__(self, defended: Denoised):
+        super().__init__()
+        self.defended = defended
+
+    def forward(self, x):
+        if torch.is_inference_mode_enabled():
+            return self.defended(x)
+        return self.defended.classifier(x)
+
+
+@dataclass
+class EvalView:
+    """What `robust eval` runs: the model the runner evaluates and attacks, the attack specs,
+    the identity columns the defense adds to each row, and a per-row finishing step."""
+
+    model: nn.Module
+    specs: list
+    identity: dict = field(default_factory=dict)
+    denoised: Denoised | None = None
+    dataset: object = None
+    batch_size: int = 256
+    device: str = "auto"
+    denoise_loss: bool = False
+
+    def annotate(self, finished):
+        """Adds denoise_l1 (mean L1 between denoised adversarial and clean images over all
+        n points, the paper's Table 2) to an attack row that lacks it."""
+        row = finished.row
+        spec = next((s for s in self.specs if s.name == row["attack"]), None)
+        if self.denoise_loss and spec is not None and row.get("denoise_l1") is None:
+            row["denoise_l1"] = self._denoise_l1(spec, row["eps"])
+        return finished
+
+    def print_denoising(self, rows) -> None:
+        """The denoising loss beside the accuracy table (it is in results.json/csv too)."""
+        rows = [r for r in rows if r.get("denoise_l1") is not None]
+        if not rows:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        from robustbench_cli.reporting.formatting import format_eps, format_percent
+
+        table = Table(title=f"Denoising loss (threat {self.identity['threat']}): mean |denoised - clean|")
+        for header in ("attack", "eps", "accuracy (%)", "denoise L1"):
+            table.add_column(header, justify="left" if header == "attack" else "right")
+        for row in rows:
+            table.add_row(row["attack"], format_eps(row["eps"]), format_percent(row["accuracy"]),
+                          f"{row['denoise_l1']:.4f}")
+        Console().print(table)
+
+    def _denoise_l1(self, spec, eps: float) -> float:
+        from robustbench_cli.evaluation.runner import resolve_device
+
+        device = resolve_device(self.device)
+        attack = attacks.build(spec.name, self.model, eps=eps, **spec.params)
+        total, n = 0.0, 0
+        for x, y in DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False):
+            x, y = x.to(device), y.to(device)
+            x_adv = attack(x, y) if eps > 0 and spec.name != "none" else x
+            with torch.inference_mode():
+                total += float(self.denoised.denoise_l1(x_adv, x).sum())
+            n += len(x)
+        return total / n
+
+
+def check_defense(cfg) -> None:
+    """Before any model loads: the eval-time defense, its threat model and ckpt_path fit."""
+    from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
+
+    threat, name = cfg.attack.get("threat", "full"), cfg.defense.name
+    if name not in ("none", "hgd"):
+        raise UserError(f"defense={name} is a training defense: `robust eval` evaluates it through "
+                        "its checkpoint (ckpt_path=...), with defense=none")
+    if name == "none" and threat != "full":
+        raise UserError(f"attack.threat={threat} needs a denoiser: defense=hgd defense.ckpt=...")
+    refuse_denoiser(cfg.ckpt_path, "ckpt_path")
+
+
+def evaluation_view(cfg, target, specs, overrides) -> EvalView:
+    """The bare classifier for defense=none; denoiser(s) -> classifier for defense=hgd."""
+    if cfg.defense.name == "none":
+        return EvalView(target.model, specs)
+    return _hgd_view(cfg, target, specs, overrides, cfg.attack.get("threat", "full"))
+
+
+def _hgd_view(cfg, target, specs, overrides, threat) -> EvalView:
+    from robustbench_cli.checkpoints import file_sha256
+    from robustbench_cli.defenses.hgd.checkpoint import check_shape, load_denoiser
+    from robustbench_cli.defenses.hgd.settings import eval_settings
+    from robustbench_cli.evaluation.runner import AttackSpec
+
+    settings = eval_settings(cfg, threat)
+    denoisers, records = [], []
+    classifier_sha = file_sha256(target.checkpoint)
+    for path in settings.ckpts:
+        denoiser, meta = load_denoiser(path)
+        check_shape(meta, target.meta["info"], path)
+        if meta["target"]["sha256"] != classifier_sha:
+            print(f"note: denoiser {path} was trained for another classifier "
+                  f"({meta['target']['checkpoint']}): evaluating its transfer to {target.checkpoint}")
+        denoisers.append(denoiser)
+        records.append({"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path),
+                        "denoiser": meta["denoiser"]["name"], "guide": meta["guide"]["name"],
+                        "guided_classifier_sha256": meta["target"]["sha256"]})
+    defended = Denoised(denoisers, target.model).eval()
+    model = defended
+    if threat == "oblivious":
+        model = Oblivious(defended)
+        user_set = any(o.lstrip("+").startswith("attack.early_stop=") for o in overrides)
+        if not user_set:
+            specs = [AttackSpec(s.name, {**s.params, "early_stop": False} if "early_stop" in s.params
+                                else s.params) for s in specs]
+    if threat == "transfer" and any(s.name not in ("transfer", "none") for s in specs):
+        raise UserError("attack.threat=transfer evaluates transfer attacks from a holdout model: "
+                        "attack=transfer attack.source_ckpt=HOLDOUT attack.source_attack=ATTACK")
+    classifier_defense = dict(target.meta.get("defense", {"name": "none"}))
+    identity = {"defense": "hgd", "threat": threat,
+                "defense_params": {"denoisers": records, "classifier_defense": classifier_defense}}
+    return EvalView(model, specs, identity, defended, target.test_set, cfg.batch_size, cfg.device,
+                    settings.denoise_loss)

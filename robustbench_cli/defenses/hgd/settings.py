@@ -1,0 +1,128 @@
+"""The `defense=hgd` config, typed and checked early (one-line UserError on bad input)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from robustbench_cli.config import check_positive_int, parse_number
+from robustbench_cli.defenses.hgd import THREATS
+from robustbench_cli.errors import UserError
+
+# Attacks that cannot make training pairs: no perturbation, or crafted on other checkpoints.
+NOT_GENERATORS = ("none", "transfer")
+
+
+@dataclass
+class TrainSettings:
+    target_ckpt: Path
+    denoiser: str
+    widths: list | None
+    guide: str
+    guide_layer: str | None
+    attacks: list[dict]  # each {"name": ..., other attack parameters}
+    eps_range: tuple[float, float]
+    eps_levels: int
+    source_ckpts: list[Path] | None
+    online: bool
+    lr_final: float
+    lr_patience: int
+
+
+@dataclass
+class EvalSettings:
+    ckpts: list[Path]
+    threat: str
+    denoise_loss: bool
+
+
+def _plain(value):
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def checkpoint_paths(value, what: str) -> list[Path]:
+    value = _plain(value)
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise UserError(f"{what} must be a checkpoint path or a list of paths, got {value!r}")
+    return [Path(item) for item in items]
+
+
+def _flag(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def train_settings(cfg) -> TrainSettings:
+    defense = cfg.defense
+    if not defense.get("target_ckpt"):
+        raise UserError("defense=hgd needs defense.target_ckpt=PATH: the trained classifier "
+                        "checkpoint that guides the denoiser (robust train writes checkpoints/best.ckpt)")
+    if cfg.get("resume"):
+        raise UserError("resume=true does not apply to defense=hgd: pass ckpt_path=.../last.ckpt "
+                        "of the interrupted denoiser run")
+    if cfg.optim.scheduler != "none":
+        raise UserError("defense=hgd decays the learning rate itself (optim.lr to defense.lr_final "
+                        "when the validation loss stalls): leave optim.scheduler=none")
+    lr_final = parse_number(defense.lr_final, "defense.lr_final")
+    if not 0 < lr_final <= parse_number(cfg.optim.lr, "optim.lr"):
+        raise UserError(f"defense.lr_final must be in (0, optim.lr], got {lr_final}")
+    eps_range = _plain(defense.eps_range)
+    if not isinstance(eps_range, list) or len(eps_range) != 2:
+        raise UserError(f"defense.eps_range must be [low, high], got {eps_range!r}")
+    low, high = (parse_number(v, "defense.eps_range") for v in eps_range)
+    if not 0 < low <= high <= 1:
+        raise UserError(f"defense.eps_range must satisfy 0 < low <= high <= 1, got [{low}, {high}]")
+    source = defense.get("source_ckpts")
+    return TrainSettings(
+        target_ckpt=Path(defense.target_ckpt),
+        denoiser=defense.denoiser,
+        widths=_plain(defense.get("widths")),
+        guide=defense.guide,
+        guide_layer=defense.get("guide_layer"),
+        attacks=_attack_list(defense.get("attacks")),
+        eps_range=(low, high),
+        eps_levels=check_positive_int(defense.eps_levels, "defense.eps_levels"),
+        source_ckpts=None if source is None else checkpoint_paths(source, "defense.source_ckpts"),
+        online=_flag(defense.online, "defense.online"),
+        lr_final=lr_final,
+        lr_patience=_non_negative_int(defense.lr_patience, "defense.lr_patience"),
+    )
+
+
+def _non_negative_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{what} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _attack_list(value) -> list[dict]:
+    from robustbench_cli.attacks import ATTACK_NAMES
+
+    value = _plain(value)
+    if not isinstance(value, list) or not value:
+        raise UserError(f"defense.attacks must be a non-empty list like [{{name: fgsm}}, "
+                        f"{{name: bim, steps: 2}}], got {value!r}")
+    entries = []
+    for entry in value:
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name not in ATTACK_NAMES or name in NOT_GENERATORS:
+            raise UserError(f"defense.attacks: each entry needs name: ATTACK (not "
+                            f"{' or '.join(NOT_GENERATORS)}), got {entry!r}")
+        entries.append(dict(entry))
+    return entries
+
+
+def eval_settings(cfg, threat) -> EvalSettings:
+    defense = cfg.defense
+    if threat not in THREATS:
+        raise UserError(f"attack.threat must be one of {', '.join(THREATS)}, got {threat!r}")
+    if not defense.get("ckpt"):
+        raise UserError("defense=hgd needs defense.ckpt=PATH: a denoiser checkpoint from "
+                        "`robust train defense=hgd` (or a list [a,b] for an ensemble)")
+    return EvalSettings(ckpts=checkpoint_paths(defense.ckpt, "defense.ckpt"), threat=threat,
+                        denoise_loss=_flag(defense.denoise_loss, "defense.denoise_loss"))

@@ -1,0 +1,143 @@
+"""`robust train defense=hgd`: fit a denoiser in front of a frozen classifier, test it, write
+metrics.json. The run folder has the layout of a classifier run (checkpoints/best.ckpt,
+last.ckpt, logs/) plus the generated training pairs."""
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from robustbench_cli.errors import UserError
+
+
+def _source_model(settings, target):
+    """What the training pairs are crafted against: the target, or the source ensemble."""
+    if settings.source_ckpts is None:
+        return target, None
+    from robustbench_cli.attacks.transfer import LogitEnsemble
+    from robustbench_cli.defenses.hgd.checkpoint import read_classifier
+
+    members = [read_classifier(path, "defense.source_ckpts")[0] for path in settings.source_ckpts]
+    return LogitEnsemble(members).eval(), [str(path.resolve()) for path in settings.source_ckpts]
+
+
+def _check_fits(meta: dict, info: dict, path) -> None:
+    for key in ("num_classes", "channels", "height", "width"):
+        if meta["info"][key] != info[key]:
+            raise UserError(f"defense.target_ckpt {path} was trained with {key}={meta['info'][key]}, "
+                            f"the {info['name']} data has {key}={info[key]}")
+
+
+def _resume_from(cfg):
+    """ckpt_path: the last.ckpt of an interrupted denoiser run, continued in this run."""
+    if not cfg.ckpt_path:
+        return None
+    from robustbench_cli.checkpoints import read_checkpoint
+    from robustbench_cli.defenses.hgd.checkpoint import is_denoiser
+
+    if not is_denoiser(read_checkpoint(cfg.ckpt_path)):
+        raise UserError(f"ckpt_path={cfg.ckpt_path} is not a denoiser checkpoint: with defense=hgd, "
+                        "ckpt_path continues an interrupted denoiser run; the classifier goes in "
+                        "defense.target_ckpt")
+    return cfg.ckpt_path
+
+
+def train_denoiser(cfg, run_dir: Path) -> dict:
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+    from pytorch_lightning.loggers import CSVLogger
+
+    from robustbench_cli.checkpoints import file_sha256
+    from robustbench_cli.config import recorded_dataset_config
+    from robustbench_cli.data import RobustDataModule
+    from robustbench_cli.defenses.hgd.checkpoint import KIND, read_classifier
+    from robustbench_cli.defenses.hgd.data import DenoiserData
+    from robustbench_cli.defenses.hgd.guides import GuideLoss, guide_config
+    from robustbench_cli.defenses.hgd.networks import build_denoiser, denoiser_config
+    from robustbench_cli.defenses.hgd.pairs import PairMaker
+    from robustbench_cli.defenses.hgd.settings import train_settings
+    from robustbench_cli.lit.classifier import SaveOnInterrupt
+    from robustbench_cli.lit.denoiser import DenoiserModule
+    from robustbench_cli.provenance import git_revision
+    from robustbench_cli.reporting import atomic_write_text
+
+    # Lightning warns about modules in eval mode at the start of fit: the frozen target, by design.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    settings = train_settings(cfg)
+    resume_from = _resume_from(cfg)
+    data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
+    data.prepare_data()
+    info = data.info.to_dict()
+    target, target_meta = read_classifier(settings.target_ckpt, "defense.target_ckpt")
+    _check_fits(target_meta, info, settings.target_ckpt)
+    source, source_paths = _source_model(settings, target)
+    guide = guide_config(settings.guide, settings.guide_layer, target)
+    network = denoiser_config(settings.denoiser, settings.widths, *data.info.input_shape)
+    maker = PairMaker(source, settings.attacks, settings.eps_range, settings.eps_levels)
+    maker.check()
+    target_record = {"checkpoint": str(settings.target_ckpt.resolve()),
+                     "sha256": file_sha256(settings.target_ckpt)}
+    pairs_record = {"attacks": settings.attacks, "eps_range": list(settings.eps_range),
+                    "eps_levels": settings.eps_levels, "source": source_paths or "target",
+                    "source_sha256": [file_sha256(p) for p in settings.source_ckpts or []]
+                    or target_record["sha256"]}
+    dataset_record = recorded_dataset_config(cfg.dataset)
+    pair_data = DenoiserData(
+        data, maker, settings.online,
+        {**pairs_record, "seed": cfg.seed,
+         "dataset": {k: v for k, v in dataset_record.items()
+                     if k not in ("batch_size", "num_workers", "download")}},
+        run_dir, cfg.paths.output_dir, cfg.seed)
+    meta = {"kind": KIND, "denoiser": network, "guide": guide, "info": info,
+            "dataset": dataset_record, "target": target_record, "pairs": pairs_record,
+            "defense": OmegaConf.to_container(cfg.defense, resolve=True), "seed": cfg.seed}
+    has_val = cfg.dataset.val_fraction > 0
+    module = DenoiserModule(build_denoiser(network), target, GuideLoss(guide),
+                            OmegaConf.to_container(cfg.optim, resolve=True), settings.lr_final,
+                            settings.lr_patience, meta, pairs=maker if settings.online else None,
+                            seed=cfg.seed, monitor="val_loss" if has_val else "train_loss_epoch")
+
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                  monitor="val_loss" if has_val else None, mode="min",
+                                  save_top_k=1, save_last=True, enable_version_counter=False)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=run_dir,
+                         callbacks=[checkpoints, SaveOnInterrupt(last), RichProgressBar()],
+                         logger=CSVLogger(run_dir, name="logs", version=""))
+    start = time.perf_counter()
+    try:  # weights_only: never unpickle code from a checkpoint, ours or a resumed one
+        trainer.fit(module, datamodule=pair_data, ckpt_path=resume_from, weights_only=True)
+    except FloatingPointError as error:
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved"
+        raise UserError(f"training stopped: {error}; {kept}") from None
+    except SystemExit as stop:  # Lightning's way out after Ctrl-C or SIGTERM
+        print(f"robust train: interrupted; continue with ckpt_path={last}", file=sys.stderr)
+        raise SystemExit(stop.code or 1) from None
+    best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
+    tested = trainer.test(module, datamodule=pair_data, ckpt_path=str(best), verbose=False,
+                          weights_only=True)[0]
+    metrics = {
+        "defense": "hgd", "denoiser": network["name"], "widths": network["widths"],
+        "guide": guide["name"], "guide_layer": guide["layer"], "dataset": cfg.dataset.name,
+        "target_checkpoint": target_record["checkpoint"], "target_sha256": target_record["sha256"],
+        "test_loss": tested["test_loss"], "test_denoise_l1": tested["test_denoise_l1"],
+        "test_accuracy": tested["test_acc"], "test_undefended_accuracy": tested["test_undefended_acc"],
+        "n_test_pairs": len(trainer.test_dataloaders.dataset),
+        "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+        "seconds": round(time.perf_counter() - start, 3), "seed": cfg.seed,
+        "checkpoint": str(best.relative_to(run_dir)), "last_checkpoint": "checkpoints/last.ckpt",
+        "training_data": pair_data.training_data(),
+    }
+    if not trainer.is_global_zero:
+        return metrics
+    metrics["checkpoint_sha256"] = file_sha256(best)
+    metrics["git_revision"] = git_revision()
+    metrics["config"] = OmegaConf.to_container(cfg, resolve=True)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    print(f"target accuracy on the noisy test pairs: {100 * metrics['test_accuracy']:.2f}% denoised, "
+          f"{100 * metrics['test_undefended_accuracy']:.2f}% undefended; denoising L1 "
+          f"{metrics['test_denoise_l1']:.4f}; checkpoint {run_dir / metrics['checkpoint']}")
+    return metrics

@@ -1,0 +1,16 @@
+"""Checks for detector parameters beyond the attacks' number checks (which are reused)."""
+
+from robustbench_cli.attacks.params import number
+from robustbench_cli.errors import UserError
+
+
+def open_fraction(key: str, value) -> float:
+    """A number strictly between 0 and 1 (a rate, a probability, a fraction of the data)."""
+    value = number(key, value)
+    if not 0 < value < 1:
+        raise UserError(f"{key} must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+def optional_number(key: str, value) -> float | None:
+    return None if value is None else number(key, value)

@@ -1,0 +1,194 @@
+"""The detection sweep: calibrate a detector on one part of the clean test data, then measure
+it on the other part, clean and under each attack x eps.
+
+Protocol: the evaluated test set is split (seeded) into a calibration part, used only to fit
+the detector (threshold, normal sensitivity), and an evaluation part on which every reported
+number is computed. As in `robust eval`, only points classified correctly when clean are
+attacked; a point the attack does not reach sends its clean image. "Successful" adversarial
+examples are attacked points the model then gets wrong.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from robustbench_cli import attacks, detectors
+from robustbench_cli.detectors.base import Decisions
+from robustbench_cli.detectors.params import open_fraction
+from robustbench_cli.detectors.roc import roc_auc, roc_curve
+from robustbench_cli.errors import UserError
+from robustbench_cli.evaluation.runner import progress_bar, resolve_device
+from robustbench_cli.reporting.formatting import format_eps
+
+CLEAN = ("none", 0.0)
+
+
+@dataclass
+class _Outcome:
+    """Per evaluation point, over the batches: what the point sent and what happened to it."""
+
+    attacked: list = field(default_factory=list)  # attacked (so correct when clean)
+    correct: list = field(default_factory=list)  # the model is right on the input sent
+    rejected: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
+    mutants: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, attacked, correct, decisions) -> None:
+        self.attacked.append(attacked.cpu())
+        self.correct.append(correct.cpu())
+        self.rejected.append(decisions.rejected.cpu())
+        self.scores.append(decisions.scores.cpu())
+        if decisions.mutants_used is not None:
+            self.mutants.append(decisions.mutants_used.cpu())
+
+    def tensors(self) -> dict:
+        return {key: torch.cat(getattr(self, key)) for key in
+                ("attacked", "correct", "rejected", "scores", *(("mutants",) if self.mutants else ()))}
+
+
+@dataclass
+class DetectionReport:
+    rows: list[dict]
+    clean_scores: list[float]
+    successful_scores: dict[str, list[float]]  # "attack eps=E" -> scores of successful examples
+    roc_curves: dict[str, tuple]  # "attack eps=E" -> (false-positive rates, true-positive rates, auc)
+    threshold: float
+    score_label: str
+
+
+def calibration_split(n: int, fraction, seed: int) -> tuple[list[int], list[int]]:
+    """(calibration indices, evaluation indices): a seeded shuffle of range(n) cut in two."""
+    fraction = open_fraction("detector.calibration_fraction", fraction)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = round(fraction * n)
+    if cut == 0 or cut == n:
+        raise UserError(f"detector.calibration_fraction={fraction:g} of {n} test points leaves "
+                        f"{'no calibration' if cut == 0 else 'no evaluation'} points")
+    return sorted(order[:cut]), sorted(order[cut:])
+
+
+def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: str = "sce",
+                  seed: int = 0, batch_size: int = 256, num_workers: int = 0, device: str = "auto",
+                  progress: bool = True) -> DetectionReport:
+    """Calibrate the detector `detector_cfg` (its config: name, calibration_fraction, params)
+    and measure it clean and under each attack spec at each eps > 0."""
+    params = dict(detector_cfg)
+    name = params.pop("name")
+    calibration, evaluation = calibration_split(len(dataset), params.pop("calibration_fraction"), seed)
+    device = resolve_device(device)
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        detector = detectors.build(name, model, head=head, **params)
+        attackers = {(spec.name, eps): attacks.build(spec.name, model, eps=eps, **spec.params)
+                     for spec in specs for eps in eps_list if eps > 0 and spec.name != "none"}
+        detector.calibrate(_loader(dataset, calibration, batch_size, num_workers), device, seed)
+        outcomes = {key: _Outcome() for key in (CLEAN, *attackers)}
+        loader = _loader(dataset, evaluation, batch_size, num_workers)
+        with progress_bar(progress, len(loader)) as advance:
+            for x, y in loader:
+                _measure_batch(model, detector, attackers, x.to(device), y.to(device), outcomes)
+                advance()
+    finally:
+        model.train(was_training)
+    settings = {key: value for key, value in detector_cfg.items() if key != "name"}
+    return _report(outcomes, {spec.name: spec.params for spec in specs}, detector, settings,
+                   len(calibration))
+
+
+def _loader(dataset, indices, batch_size, num_workers) -> DataLoader:
+    return DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers)
+
+
+def _measure_batch(model, detector, attackers, x, y, outcomes) -> None:
+    start = time.perf_counter()
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+    clean = detector.decide(x)
+    outcomes[CLEAN].add(torch.zeros_like(correct), correct, clean)
+    outcomes[CLEAN].seconds += time.perf_counter() - start
+    index = correct.nonzero().squeeze(1)
+    for key, attack in attackers.items():
+        start = time.perf_counter()
+        sent = _copy(clean)  # points not attacked send their clean image
+        still_correct = correct.clone()
+        if len(index):
+            x_adv = attack(x[index], y[index])
+            with torch.no_grad():
+                still_correct[index] = model(x_adv).argmax(1) == y[index]
+            adversarial = detector.decide(x_adv)
+            sent.scores[index] = adversarial.scores
+            sent.rejected[index] = adversarial.rejected
+            if sent.mutants_used is not None:
+                sent.mutants_used[index] = adversarial.mutants_used
+        outcomes[key].add(correct, still_correct, sent)
+        outcomes[key].seconds += time.perf_counter() - start
+
+
+def _copy(decisions: Decisions) -> Decisions:
+    used = decisions.mutants_used
+    return Decisions(decisions.scores.clone(), decisions.rejected.clone(),
+                     None if used is None else used.clone())
+
+
+def _share(mask: torch.Tensor, within: torch.Tensor | None = None):
+    """The share of True in `mask` (over `within` where given); None over nothing."""
+    if within is not None:
+        mask = mask[within]
+    return int(mask.sum()) / len(mask) if len(mask) else None
+
+
+def _report(outcomes, attack_params, detector, detector_params, n_calibration) -> DetectionReport:
+    clean = outcomes[CLEAN].tensors()
+    summary = detector.summary()
+    shared = {"detector": detector.name, "n": len(clean["correct"]),
+              "n_calibration": n_calibration, "clean_accuracy": _share(clean["correct"]),
+              "false_positive_rate": _share(clean["rejected"]), **summary,
+              "detector_params": detector_params}
+    rows = [{
+        "attack": CLEAN[0], "eps": CLEAN[1],
+        # Clean inputs: a rejected one is lost, right or wrong.
+        "accuracy": _share(clean["correct"] & ~clean["rejected"]),
+        "accuracy_without_detector": _share(clean["correct"]),
+        **_mutants(clean, None), "seconds": round(outcomes[CLEAN].seconds, 4), **shared,
+    }]
+    successful_scores, curves = {}, {}
+    for (name, eps), outcome in outcomes.items():
+        if (name, eps) == CLEAN:
+            continue
+        sent = outcome.tensors()
+        attacked, fooled = sent["attacked"], sent["attacked"] & ~sent["correct"]
+        auc = None
+        if fooled.any():
+            label, fooling_scores = f"{name} eps={format_eps(eps)}", sent["scores"][fooled]
+            auc = roc_auc(clean["scores"], fooling_scores)
+            successful_scores[label] = fooling_scores.tolist()
+            curves[label] = (*roc_curve(clean["scores"], fooling_scores), auc)
+        rows.append({
+            "attack": name, "eps": eps,
+            # What an attacker sends: rejecting it is a defence, answering it must be right.
+            "accuracy": _share(sent["rejected"] | sent["correct"]),
+            "accuracy_without_detector": _share(sent["correct"]),
+            "n_attacked": int(attacked.sum()), "n_successful": int(fooled.sum()),
+            "detection_rate": _share(sent["rejected"], fooled),
+            "detection_rate_attacked": _share(sent["rejected"], attacked),
+            "roc_auc": auc,
+            **_mutants(sent, attacked), "seconds": round(outcome.seconds, 4), **shared,
+            "params": attack_params[name],
+        })
+    return DetectionReport(rows, clean["scores"].tolist(), successful_scores, curves,
+                           summary["threshold"], detector.score_label)
+
+
+def _mutants(outcome: dict, within) -> dict:
+    """Mean mutants drawn per input (over `within` where given), for detectors that draw them."""
+    if "mutants" not in outcome:
+        return {}
+    used = outcome["mutants"].double()
+    if within is not None:
+        used = used[within]
+    return {"mean_mutants": float(used.mean()) if len(used) else None}

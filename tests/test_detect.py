@@ -1,0 +1,314 @@
+"""`robust detect`: thresholds, ROC and the SPRT on synthetic scores; the confidence-ratio and
+mutation detectors on a real MLP trained on Fashion-MNIST; the real command and its sweeps."""
+
+import csv
+import json
+import os
+
+import pytest
+import torch
+from helpers import FASHION, compose, ok, robust
+
+from robustbench_cli import load_classifier
+from robustbench_cli.detectors import DETECTOR_NAMES, build
+from robustbench_cli.detectors.confidence import inverse_ratio, resolve_outputs
+from robustbench_cli.detectors.mutants import OPERATORS, MutantModel, mutable_weights
+from robustbench_cli.detectors.roc import roc_auc, roc_curve
+from robustbench_cli.detectors.runner import calibration_split, run_detection
+from robustbench_cli.detectors.sprt import SPRT
+from robustbench_cli.detectors.thresholds import threshold_for_fpr
+from robustbench_cli.errors import UserError
+from robustbench_cli.evaluation.runner import AttackSpec
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Detection runs many small forward passes (one per mutant and SPRT step); on a shared 2-core
+# machine a second OpenMP thread mostly waits for a busy core, so these tests use one.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+# --- threshold, ROC, SPRT, split: synthetic scores -------------------------------------------
+
+
+@pytest.mark.parametrize("fpr", [0.01, 0.05, 0.1, 0.29, 0.5])
+def test_threshold_for_fpr_rejects_at_most_the_target_share(fpr):
+    scores = torch.randn(1000, generator=torch.Generator().manual_seed(3))
+    threshold = threshold_for_fpr(scores, fpr)
+    rejected = int((scores > threshold).sum())
+    assert rejected == int(fpr * 1000 + 1e-9)  # distinct scores: exactly floor(fpr * n)
+    # The smallest such threshold: any lower one rejects too many.
+    assert int((scores > threshold - 1e-6).sum()) > fpr * 1000
+
+
+def test_threshold_for_fpr_keeps_tied_scores_accepted():
+    scores = torch.tensor([0.0] * 90 + [1.0] * 10)
+    assert threshold_for_fpr(scores, 0.05) == 1.0  # rejecting the tied 1s would give 10%
+    assert threshold_for_fpr(scores, 0.1) == 0.0  # exactly the ten 1s are above 0
+
+
+@pytest.mark.parametrize("fpr", [0, 1, -0.1, "a lot"])
+def test_threshold_for_fpr_refuses_a_rate_outside_0_1(fpr):
+    with pytest.raises(UserError, match="fpr"):
+        threshold_for_fpr(torch.rand(10), fpr)
+
+
+def test_roc_auc_is_the_share_of_positive_negative_pairs_ranked_right():
+    generator = torch.Generator().manual_seed(0)
+    negatives = torch.randint(0, 20, (300,), generator=generator).double()
+    positives = torch.randint(5, 25, (200,), generator=generator).double()  # many ties
+    pairs = (positives[:, None] > negatives[None]).double() + 0.5 * (positives[:, None] == negatives[None])
+    assert roc_auc(negatives, positives) == pytest.approx(pairs.mean().item(), abs=1e-12)
+    assert roc_auc([0, 1], [2, 3]) == 1.0 and roc_auc([2, 3], [0, 1]) == 0.0
+    assert roc_auc([1, 1], [1, 1, 1]) == 0.5
+    assert roc_auc([0.0, float("inf")], [float("inf")]) == 0.75
+
+
+def test_roc_curve_runs_from_0_0_to_1_1_and_never_falls():
+    fpr, tpr = roc_curve([0.1, 0.4, 0.35, 0.8], [0.9, 0.4, 0.6])
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert fpr == sorted(fpr) and tpr == sorted(tpr)
+    assert (0.0, 1 / 3) in zip(fpr, tpr)  # above 0.8 only the positive at 0.9
+
+
+def test_sprt_decides_early_on_clear_inputs_and_waits_on_unclear_ones():
+    test = SPRT(threshold=0.1, alpha=0.05, beta=0.05, indifference=0.5)
+    drawn = torch.arange(1, 101, dtype=torch.float64)
+    always = test.verdicts(drawn, drawn)[0]  # every mutant changes the label
+    never = test.verdicts(torch.zeros(100), drawn)[1]
+    assert always.nonzero()[0].item() + 1 <= 3  # adversarial after at most three mutants
+    assert 10 < never.nonzero()[0].item() + 1 < 50  # normal well before a cap of 100
+    adversarial, normal = test.verdicts(torch.tensor([1.0]), torch.tensor([10.0]))  # at threshold
+    assert not adversarial.item() and not normal.item()
+    with pytest.raises(UserError, match="no room for the test"):
+        SPRT(threshold=0.8, alpha=0.05, beta=0.05, indifference=0.5)
+
+
+def test_calibration_split_is_seeded_disjoint_and_complete():
+    calibration, evaluation = calibration_split(101, 0.3, seed=5)
+    assert (calibration, evaluation) == calibration_split(101, 0.3, seed=5)
+    assert calibration != calibration_split(101, 0.3, seed=6)[0]
+    assert len(calibration) == 30 and sorted(calibration + evaluation) == list(range(101))
+    with pytest.raises(UserError, match="no evaluation points"):
+        calibration_split(3, 0.9, seed=0)
+
+
+def test_inverse_ratio_on_probabilities_and_on_logits():
+    logits = torch.tensor([[2.0, 1.0, -3.0], [4.0, -1.0, -2.0], [-1.0, -2.0, -3.0]])
+    probs = logits.softmax(1).double()
+    assert torch.allclose(inverse_ratio(logits, "probs"), probs.topk(2).values[:, 1] / probs.max(1).values)
+    on_logits = inverse_ratio(logits, "logits")
+    assert on_logits[0] == 0.5 and on_logits[1] == -0.25  # only the top output positive: confident
+    assert on_logits[2] == float("inf")  # no positive output: nothing claimed
+    assert resolve_outputs("auto", "lq") == "logits" and resolve_outputs("auto", "sce") == "probs"
+    with pytest.raises(UserError, match="softmax"):
+        resolve_outputs("probs", "lq")
+
+
+def test_build_checks_detector_parameters():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    with pytest.raises(UserError, match="unknown detector"):
+        build("magnet", model)
+    with pytest.raises(UserError, match="unknown parameter 'fpt'"):
+        build("confidence_ratio", model, fpt=0.1)
+    with pytest.raises(UserError, match="operators must be"):
+        build("mutation", model, operators=["gf", "flip"])
+    with pytest.raises(UserError, match="rate must be between 0 and 1"):
+        build("mutation", model, rate=1.5)
+
+
+def test_detector_configs_match_the_registry_and_compose_with_every_experiment():
+    from importlib import resources
+
+    shipped = resources.files("robustbench_cli.conf") / "detector"
+    assert sorted(p.name[:-5] for p in shipped.iterdir() if p.name.endswith(".yaml")) == list(DETECTOR_NAMES)
+    for name in DETECTOR_NAMES:
+        config = detector_config(name)
+        assert config.pop("name") == name and 0 < config.pop("calibration_fraction") < 1
+        build(name, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)),
+              **config)  # the shipped defaults pass the checks
+    experiments = resources.files("robustbench_cli.conf") / "experiment"
+    for experiment in (p.name[:-5] for p in experiments.iterdir() if p.name.endswith(".yaml")):
+        assert compose("detect", f"experiment={experiment}").detector.name == "confidence_ratio"
+
+
+def test_sweep_summary_of_detection_rows_has_a_table_per_measure(tmp_path):
+    from robustbench_cli.reporting import aggregate_sweep, write_job_failure
+    from robustbench_cli.reporting.detection import write_detection_results
+
+    def job(name, overrides):
+        folder = tmp_path / name
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
+        return folder
+
+    shared = {"n": 100, "n_calibration": 100, "false_positive_rate": 0.05, "model": "mlp"}
+    for name, detector in (("0", "confidence_ratio"), ("1", "mutation")):
+        write_detection_results(job(name, [f"detector={detector}", "attack=fgsm", "eps=0.1"]), [
+            {"attack": "none", "eps": 0.0, "accuracy": 0.8, "detector": detector, **shared},
+            {"attack": "fgsm", "eps": 0.1, "accuracy": 0.6, "detection_rate": 0.75, "roc_auc": 0.875,
+             "detector": detector, **shared},
+        ])
+    failing = ["detector=mutation", "attack=pgd_linf"]
+    write_job_failure(job("2", failing), failing, "boom")
+    aggregate_sweep(tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| mutation | fgsm | 5.00 | 75.00 |" in summary  # detection rate
+    assert "| mutation | fgsm | 5.00 | 0.875 |" in summary  # ROC AUC
+    assert "| confidence_ratio | none | 5.00 | 80.00 | - |" in summary  # accuracy with reject
+    assert "## Failed jobs" in summary and "boom" in summary
+    with open(tmp_path / "summary.csv") as handle:
+        records = list(csv.DictReader(handle))
+    assert {r["measure"] for r in records if r["status"] == "ok"} == {"detection_rate", "roc_auc", "accuracy"}
+    assert [(r["job"], r["attack"]) for r in records if r["status"] == "failed"] == [("2", "pgd_linf")]
+
+
+# --- a real model: MLP trained for an epoch on Fashion-MNIST ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    _, metrics, run_dir = trained
+    return load_classifier(run_dir / metrics["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def test_set(trained):
+    """1,000 Fashion-MNIST test images: 500 to calibrate on, 500 to report on."""
+    from robustbench_cli.data import RobustDataModule
+
+    cfg = compose("detect", "dataset=fashion_mnist", f"dataset.root={FASHION}", "dataset.limit_test=1000")
+    return RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed).test_dataset()
+
+
+def detector_config(name, *overrides) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose("detect", f"detector={name}", *overrides).detector)
+
+
+def attack(name, *overrides) -> AttackSpec:
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(compose("detect", f"attack={name}", *overrides).attack)
+    return AttackSpec(config.pop("name"), config)
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_each_mutation_operator_changes_the_model_and_leaves_the_original_untouched(model, operator):
+    original = {key: value.clone() for key, value in model.state_dict().items()}
+    mutant_model = MutantModel(model)
+    mutant = mutant_model.draw(operator, 0.05, torch.Generator().manual_seed(0))
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), mutant_model.applied(mutant) as mutated:
+        mutated_weights = [w.detach().clone() for w in mutable_weights(mutated)]
+        mutated_logits = mutated(x)
+    clean_weights = mutable_weights(model)
+    changed_layers = [i for i, (mutated_weight, clean) in enumerate(zip(mutated_weights, clean_weights))
+                      if not torch.equal(mutated_weight, clean)]
+    # nai and ns act on neurons, which feed the layers after the first (the pixels feed the first).
+    assert changed_layers == ([1, 2] if operator in ("nai", "ns") else [0, 1, 2])
+    for mutated_weight, clean in zip(mutated_weights, clean_weights):
+        if operator == "nai":  # some input columns flipped sign, nothing else
+            flipped = ~torch.isclose(mutated_weight, clean)
+            assert torch.equal(mutated_weight[flipped], -clean[flipped])
+        if operator in ("ns", "ws"):  # weights only moved around
+            assert torch.equal(mutated_weight.flatten().sort().values, clean.flatten().sort().values)
+    with torch.no_grad():
+        assert not torch.allclose(mutated_logits, model(x))
+        assert torch.equal(mutant_model.model(x), model(x))  # the private copy is restored too
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, original[key]), key
+
+
+def test_confidence_ratio_separates_pgd_examples_at_the_requested_fpr(model, test_set):
+    pgd = attack("pgd_linf", "attack.steps=10")
+    report = run_detection(model, test_set, detector_config("confidence_ratio", "detector.fpr=0.1"),
+                           [pgd], [0.05, 0.1], progress=False)
+    clean, *attacked = report.rows
+    assert (clean["attack"], clean["n"], clean["n_calibration"]) == ("none", 500, 500)
+    # The threshold came from the calibration half; on the held-out half the rate stays near.
+    assert abs(clean["false_positive_rate"] - 0.1) < 0.05
+    for row in attacked:
+        assert row["n_successful"] > 30
+        assert row["roc_auc"] > 0.8  # chance is 0.5
+        assert row["detection_rate"] > row["false_positive_rate"] + 0.25
+        assert row["accuracy"] > row["accuracy_without_detector"]  # rejecting helps under attack
+    assert clean["accuracy"] < clean["accuracy_without_detector"]  # and costs a little when clean
+    assert set(report.roc_curves) == {"pgd_linf eps=0.05", "pgd_linf eps=0.1"}
+
+
+def test_mutation_detects_most_successful_fgsm_and_pgd_examples_with_few_mutants(model, test_set):
+    specs = [attack("fgsm"), attack("pgd_linf", "attack.steps=10")]
+    report = run_detection(model, test_set, detector_config("mutation"), specs, [0.02, 0.1],
+                           progress=False)
+    rows = {(row["attack"], row["eps"]): row for row in report.rows}
+    clean = rows["none", 0.0]
+    assert clean["mutants"] == 100 and 0 < clean["normal_sensitivity"] < 0.2
+    assert clean["false_positive_rate"] <= 0.15
+    for key, detected in ((("fgsm", 0.02), 0.6), (("pgd_linf", 0.1), 0.75)):
+        assert rows[key]["n_successful"] >= 25
+        assert rows[key]["detection_rate"] > detected, key
+        assert rows[key]["roc_auc"] > 0.8, key
+    for row in report.rows:  # the SPRT stops long before the cap of 100 mutants
+        assert row["mean_mutants"] < 50, (row["attack"], row["eps"])
+
+
+# --- the real command --------------------------------------------------------------------------
+
+
+def test_robust_detect_writes_results_and_plots(trained):
+    work, metrics, run_dir = trained
+    ckpt = run_dir / metrics["checkpoint"]
+    out = ok(robust("detect", f"ckpt_path={ckpt}", "detector=confidence_ratio", "attack=pgd_linf",
+                    "eps=[0,0.05,0.1]", "attack.steps=5", "dataset.limit_test=300",
+                    "hydra.run.dir=detect_run", cwd=work, env=ONE_THREAD))
+    folder = work / "detect_run"
+    assert f"results in {folder}" in out.stdout
+    rows = json.loads((folder / "results.json").read_text())
+    assert [(row["attack"], row["eps"]) for row in rows] == [
+        ("none", 0.0), ("pgd_linf", 0.05), ("pgd_linf", 0.1)]
+    for row in rows:
+        assert row["detector"] == "confidence_ratio" and row["dataset"] == "fashion_mnist"
+        assert row["n"] == 150 and row["n_calibration"] == 150
+        assert row["threshold_from"] == "fpr=0.05" and row["on"] == "probs"
+    assert rows[2]["n_successful"] <= rows[2]["n_attacked"] and rows[2]["roc_auc"] > 0.5
+    with open(folder / "results.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    assert "| pgd_linf | 0.1 |" in (folder / "results.md").read_text()
+    for png in ("score_cdf.png", "roc.png"):
+        assert (folder / png).read_bytes().startswith(PNG_SIGNATURE)
+    assert json.loads((folder / "run.json").read_text())["config"]["detector"]["name"] == "confidence_ratio"
+
+
+def test_robust_detect_multirun_summarises_both_detectors(trained):
+    work, metrics, run_dir = trained
+    ckpt = run_dir / metrics["checkpoint"]
+    ok(robust("detect", "-m", f"ckpt_path={ckpt}", "detector=confidence_ratio,mutation",
+              "attack=fgsm", "eps=0.05", "dataset.limit_test=200", "detector.calibration_fraction=0.5",
+              "hydra.sweep.dir=detect_sweep", "progress=false", cwd=work, env=ONE_THREAD))
+    sweep = work / "detect_sweep"
+    summary = (sweep / "summary.md").read_text()
+    assert "2 job(s) succeeded, 0 failed" in summary
+    assert "## Detection rate (%) on successful adversarial examples" in summary
+    assert "## ROC AUC" in summary
+    assert "| detector | attack | FPR | eps=0 | eps=0.05 |" in summary
+    with open(sweep / "summary.csv") as handle:
+        records = list(csv.DictReader(handle))
+    lines = {(r["measure"], r["detector"], r["attack"]) for r in records}
+    assert {("roc_auc", "mutation", "fgsm"), ("detection_rate", "confidence_ratio", "fgsm")} <= lines
+    assert not (sweep / "accuracy_vs_eps.png").exists()
+
+
+def test_robust_detect_bad_detector_value_is_one_line(trained):
+    work, metrics, run_dir = trained
+    process = robust("detect", f"ckpt_path={run_dir / metrics['checkpoint']}", "detector=mutation",
+                     "detector.rate=2", "dataset.limit_test=50", cwd=work, env=ONE_THREAD)
+    assert process.returncode == 2
+    assert process.stderr.strip() == (
+        "robust detect: error: detector mutation: rate must be between 0 and 1 (exclusive), got 2.0")

@@ -1,0 +1,241 @@
+"""HGD denoisers on real Fashion-MNIST images, guarding the `trained` MLP: network shapes,
+guide losses, training and its cached pairs, defended evaluation under each threat model,
+checkpoint mix-ups, and the layer-wise perturbation analysis."""
+
+import json
+
+import pytest
+import torch
+from helpers import FASHION, compose, ok, robust, train_in_process
+
+from robustbench_cli.checkpoints import file_sha256, load_classifier, read_checkpoint
+from robustbench_cli.defenses.hgd.checkpoint import load_denoiser, refuse_denoiser
+from robustbench_cli.defenses.hgd.guides import GuideLoss, guide_config
+from robustbench_cli.defenses.hgd.networks import PAPER_WIDTHS, SMALL_WIDTHS, build_denoiser, denoiser_config
+from robustbench_cli.errors import UserError
+
+EPS = 0.1  # Fashion-MNIST's mid eps
+TINY = "defense.widths=[8,16,32,32,32]"
+PAIRS = ["dataset.limit_train=1000", "dataset.limit_test=200", "defense.eps_range=[0.01,0.15]",
+         "dataset.batch_size=64", TINY, "seed=1"]
+BIM = {"steps": 10, "step_size": 0.02}  # reaches eps=0.1 in fewer steps than Kurakin's 30
+
+
+@pytest.fixture(scope="module")
+def target_ckpt(trained):
+    work, metrics, run_dir = trained
+    return run_dir / metrics["checkpoint"]
+
+
+@pytest.fixture(scope="module")
+def lgd(tmp_path_factory, target_ckpt):
+    """An LGD denoiser trained for 3 epochs on pairs from 900 images (and 100 for validation)."""
+    out = tmp_path_factory.mktemp("hgd")
+    metrics = train_in_process(out / "lgd", "defense=hgd", f"defense.target_ckpt={target_ckpt}",
+                               "trainer.max_epochs=3", f"paths.output_dir={out}", *PAIRS)
+    return out, out / "lgd", metrics
+
+
+@pytest.mark.parametrize("name", ["dunet", "dae"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 299, 299)])
+def test_denoiser_output_has_the_input_shape(name, shape):
+    config = denoiser_config(name, None, *shape)
+    assert config["widths"] == list(PAPER_WIDTHS if shape[1] == 299 else SMALL_WIDTHS)
+    x = torch.rand(1, *shape)
+    with torch.no_grad():
+        assert build_denoiser(config).eval()(x).shape == x.shape
+
+
+def test_dae_is_dunet_without_lateral_inputs():
+    unet, dae = (build_denoiser(denoiser_config(name, None, 1, 28, 28)) for name in ("dunet", "dae"))
+    # Each feedback block's first conv reads only the map from below in the DAE.
+    assert [b[0].in_channels for b in dae.feedback_path] == [64, 64, 64, 32]
+    assert [b[0].in_channels for b in unet.feedback_path] == [128, 128, 96, 48]
+
+
+@pytest.fixture(scope="module")
+def adversarial_batch(target_ckpt, fashion_root):
+    """64 real training images, their labels and FGSM examples against the MLP."""
+    from robustbench_cli import attacks
+    from robustbench_cli.data.idx_files import read_idx_ubyte
+
+    target = load_classifier(target_ckpt).requires_grad_(False)
+    clean = read_idx_ubyte(fashion_root / "t10k-images-idx3-ubyte.gz")[:64].unsqueeze(1) / 255
+    y = read_idx_ubyte(fashion_root / "t10k-labels-idx1-ubyte.gz")[:64].long()
+    return target, clean, y, attacks.build("fgsm", target, eps=EPS)(clean, y)
+
+
+@pytest.mark.parametrize("guide", ["pixel", "fgd", "lgd", "cgd"])
+def test_each_guide_loss_decreases_while_training(guide, adversarial_batch):
+    target, clean, y, noisy = adversarial_batch
+    config = guide_config(guide, None, target)
+    assert config["layer"] == ("net.4" if guide == "fgd" else None)  # the MLP's last hidden layer
+    loss_fn = GuideLoss(config)
+    torch.manual_seed(0)
+    denoiser = build_denoiser(denoiser_config("dunet", [8, 16, 32, 32, 32], 1, 28, 28))
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = loss_fn(target, denoiser(noisy), clean, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) < 0.7 * sum(losses[:3]), losses
+
+
+def test_training_writes_a_tensor_only_denoiser_checkpoint(lgd, target_ckpt):
+    out, run_dir, metrics = lgd
+    best = run_dir / metrics["checkpoint"]
+    content = read_checkpoint(best)  # torch.load(weights_only=True)
+    meta = content["robust"]
+    assert meta["kind"] == "hgd_denoiser" and meta["guide"] == {"name": "lgd", "layer": None}
+    assert meta["target"]["sha256"] == file_sha256(target_ckpt)
+    assert (meta["info"]["channels"], meta["info"]["height"], meta["info"]["width"]) == (1, 28, 28)
+    assert content["state_dict"] and all(k.startswith("denoiser.") for k in content["state_dict"])
+    denoiser, _ = load_denoiser(best)
+    assert not denoiser.training
+    recorded = json.loads((run_dir / "metrics.json").read_text())
+    assert recorded["test_accuracy"] > recorded["test_undefended_accuracy"] + 0.05
+    assert recorded["training_data"] == str((run_dir / f"hgd_pairs_{_key(run_dir)}.pt").resolve())
+
+
+def _key(run_dir) -> str:
+    [pairs] = run_dir.glob("hgd_pairs_*.pt")
+    return pairs.stem.removeprefix("hgd_pairs_")
+
+
+@pytest.fixture(scope="module")
+def pixel(lgd, target_ckpt):
+    """A pixel-guided denoiser trained for one epoch on the LGD run's cached pairs."""
+    out, lgd_dir, lgd_metrics = lgd
+    metrics = train_in_process(out / "pixel", "defense=hgd", f"defense.target_ckpt={target_ckpt}",
+                               "defense.guide=pixel", "trainer.max_epochs=1",
+                               f"paths.output_dir={out}", *PAIRS)
+    return out / "pixel", metrics
+
+
+def test_a_second_denoiser_reuses_the_cached_pairs(lgd, pixel):
+    pixel_dir, metrics = pixel
+    assert metrics["training_data"] == lgd[2]["training_data"]
+    assert not list(pixel_dir.glob("hgd_pairs_*.pt"))
+
+
+def test_online_pairs_train_without_a_cache(tmp_path, target_ckpt):
+    metrics = train_in_process(tmp_path / "run", "defense=hgd", f"defense.target_ckpt={target_ckpt}",
+                               "defense.online=true", "dataset.limit_train=300", "dataset.limit_test=100",
+                               "trainer.max_epochs=1", TINY, f"paths.output_dir={tmp_path}")
+    assert metrics["training_data"] == "online"
+    assert not list((tmp_path / "run").glob("hgd_pairs_*.pt"))
+    assert 0 <= metrics["test_accuracy"] <= 1
+
+
+def _eval_view(target_ckpt, *overrides):
+    """(undefended target, view) as `robust eval` builds them for these overrides."""
+    from robustbench_cli.commands.eval import attack_specs
+    from robustbench_cli.defenses.hgd.evaluation import check_defense, evaluation_view
+    from robustbench_cli.evaluation.target import load_target
+
+    overrides = [f"ckpt_path={target_ckpt}", "dataset.limit_test=200", *overrides]
+    cfg = compose("eval", *overrides)
+    specs, _ = attack_specs(cfg, overrides)
+    check_defense(cfg)
+    target = load_target(cfg, overrides)
+    return target, evaluation_view(cfg, target, specs, overrides)
+
+
+def _accuracy(model, target, specs) -> dict:
+    from robustbench_cli.evaluation.runner import evaluate
+
+    rows = evaluate(model, target.test_set, specs, [EPS], progress=False)
+    return {row["attack"]: row for row in rows}
+
+
+def test_lgd_denoiser_raises_accuracy_under_oblivious_attacks(lgd, target_ckpt):
+    out, run_dir, metrics = lgd
+    best = run_dir / metrics["checkpoint"]
+    result = ok(robust("eval", "defense=hgd", f"defense.ckpt={best}", f"ckpt_path={target_ckpt}",
+                       "attack=[fgsm,bim]", f"eps={EPS}", "attack.threat=oblivious",
+                       *(f"attack.{k}={v}" for k, v in BIM.items()), "dataset.limit_test=200",
+                       "progress=false", f"paths.output_dir={out}", cwd=out))
+    assert "Denoising loss (threat oblivious)" in result.stdout
+    [results] = (out / "eval").glob("*/results.json")
+    defended = {row["attack"]: row for row in json.loads(results.read_text())}
+    target, view = _eval_view(target_ckpt, "attack=[fgsm,bim]", *(f"attack.{k}={v}" for k, v in BIM.items()))
+    undefended = _accuracy(target.model, target, view.specs)
+    for attack in ("fgsm", "bim"):
+        row = defended[attack]
+        assert (row["defense"], row["threat"]) == ("hgd", "oblivious")
+        assert row["accuracy"] > undefended[attack]["accuracy"] + 0.15, (row, undefended[attack])
+        assert 0 < row["denoise_l1"] < 1
+    clean_cost = undefended["fgsm"]["clean_accuracy"] - defended["fgsm"]["clean_accuracy"]
+    assert clean_cost < 0.05, (defended, undefended)
+
+
+def test_full_threat_is_at_least_as_strong_as_oblivious(lgd, target_ckpt):
+    best = lgd[1] / lgd[2]["checkpoint"]
+    accuracy = {}
+    for threat in ("oblivious", "full"):
+        target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
+                                  f"attack.threat={threat}", *(f"attack.{k}={v}" for k, v in BIM.items()))
+        accuracy[threat] = _accuracy(view.model, target, view.specs)["bim"]["accuracy"]
+    assert accuracy["full"] <= accuracy["oblivious"]
+
+
+def test_oblivious_attacks_see_the_bare_classifier_and_evaluation_the_defended_one(
+        lgd, target_ckpt, adversarial_batch):
+    best = lgd[1] / lgd[2]["checkpoint"]
+    target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
+                              "attack.threat=oblivious")
+    _, _, _, noisy = adversarial_batch
+    assert view.specs[0].params["early_stop"] is False  # the paper's fixed-iteration attacks
+    with torch.no_grad():  # how attacks query a model
+        torch.testing.assert_close(view.model(noisy), target.model(noisy))
+    with torch.inference_mode():  # how the runner classifies
+        denoiser, _ = load_denoiser(best)
+        torch.testing.assert_close(view.model(noisy), target.model(denoiser(noisy)))
+
+
+def test_an_ensemble_averages_the_logits_of_each_path(lgd, pixel, target_ckpt, adversarial_batch):
+    paths = [lgd[1] / lgd[2]["checkpoint"], pixel[0] / pixel[1]["checkpoint"]]
+    target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt=[{paths[0]},{paths[1]}]")
+    _, _, _, noisy = adversarial_batch
+    with torch.inference_mode():
+        paths_logits = [target.model(load_denoiser(p)[0](noisy)) for p in paths]
+        torch.testing.assert_close(view.model(noisy), torch.stack(paths_logits).mean(0))
+    assert [d["guide"] for d in view.identity["defense_params"]["denoisers"]] == ["lgd", "pixel"]
+
+
+def test_checkpoint_mix_ups_are_one_line_errors(lgd, target_ckpt):
+    denoiser = lgd[1] / lgd[2]["checkpoint"]
+    with pytest.raises(UserError, match="classifier checkpoint, not an HGD denoiser"):
+        load_denoiser(target_ckpt)
+    with pytest.raises(UserError, match="is an HGD denoiser checkpoint, not a classifier"):
+        refuse_denoiser(denoiser, "ckpt_path")
+    with pytest.raises(UserError, match="training defense"):
+        _eval_view(target_ckpt, "defense=adv_train")
+    with pytest.raises(UserError, match="needs a denoiser"):
+        _eval_view(target_ckpt, "attack.threat=oblivious")
+
+
+def test_train_without_target_checkpoint_says_what_to_pass(tmp_path):
+    result = robust("train", "defense=hgd", "dataset=fashion_mnist", f"dataset.root={FASHION}",
+                    cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "defense.target_ckpt=PATH" in line
+
+
+def test_layer_analysis_shows_lgd_damping_the_top_layers(lgd, pixel, target_ckpt, tmp_path):
+    from robustbench_cli.commands.analyze import analyze_layers
+
+    paths = f"[{lgd[1] / lgd[2]['checkpoint']},{pixel[0] / pixel[1]['checkpoint']}]"
+    overrides = [f"ckpt_path={target_ckpt}", f"defense.ckpt={paths}", f"eps={EPS}",
+                 "dataset.limit_test=200"]
+    result = analyze_layers(compose("analyze", *overrides), overrides, tmp_path)
+    assert result["layers"] == ["net.1", "net.3", "net.5"]  # the MLP's linear layers
+    levels = result["levels"]
+    assert list(levels) == ["adversarial", "gaussian noise", "lgd-denoised", "pixel-denoised"]
+    assert levels["lgd-denoised"][-1] < levels["adversarial"][-1]
+    for name in ("layers.csv", "layers.md", "layers.png", "run.json"):
+        assert (tmp_path / name).stat().st_size > 0
