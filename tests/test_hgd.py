@@ -239,3 +239,34 @@ def test_layer_analysis_shows_lgd_damping_the_top_layers(lgd, pixel, target_ckpt
     assert levels["lgd-denoised"][-1] < levels["adversarial"][-1]
     for name in ("layers.csv", "layers.md", "layers.png", "run.json"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def other_classifier(tmp_path_factory, fashion_root):
+    """A CNN the denoiser was not trained for (the paper's transfer to other classifiers)."""
+    run_dir = tmp_path_factory.mktemp("other")
+    metrics = train_in_process(run_dir, "model=cnn", "dataset.limit_train=2000", "dataset.limit_test=200",
+                               "trainer.max_epochs=1", "seed=2")
+    return run_dir / metrics["checkpoint"]
+
+
+def test_a_denoiser_defends_a_classifier_it_was_not_trained_for(lgd, other_classifier):
+    best = lgd[1] / lgd[2]["checkpoint"]
+    target, view = _eval_view(other_classifier, "defense=hgd", f"defense.ckpt={best}", "attack=fgsm",
+                              "attack.threat=oblivious")
+    defended = _accuracy(view.model, target, view.specs)["fgsm"]["accuracy"]
+    undefended = _accuracy(target.model, target, view.specs)["fgsm"]["accuracy"]
+    assert defended > undefended + 0.05, (defended, undefended)
+
+
+def test_transfer_threat_crafts_on_a_holdout_model(lgd, target_ckpt, other_classifier, tmp_path):
+    best = lgd[1] / lgd[2]["checkpoint"]
+    ok(robust("eval", "defense=hgd", f"defense.ckpt={best}", f"ckpt_path={target_ckpt}",
+              "attack=transfer", f"attack.source_ckpt={other_classifier}", "attack.threat=transfer",
+              f"eps={EPS}", "dataset.limit_test=200", "progress=false", "hydra.run.dir=run",
+              cwd=tmp_path))
+    [row] = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert row["threat"] == "transfer" and row["attack"] == "transfer"
+    full = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=pgd_linf")
+    strongest = _accuracy(full[1].model, full[0], full[1].specs)["pgd_linf"]["accuracy"]
+    assert strongest <= row["accuracy"] <= row["clean_accuracy"]
