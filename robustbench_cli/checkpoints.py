@@ -91,8 +91,9 @@ def load_classifier(path) -> torch.nn.Module:
     return build_classifier(content[META_KEY], classifier_state(content), path)
 
 
-def newest_train_checkpoint(output_dir, model: str, dataset: str) -> Path:
-    """The newest finished `robust train` run under output_dir for this model and dataset."""
+def newest_train_checkpoint(output_dir, model: str, dataset: str, defense: str | None = None) -> Path:
+    """The newest finished `robust train` run under output_dir for this model and dataset
+    (and training defense, when one is named)."""
     runs = []
     for metrics_file in Path(output_dir).glob("train*/**/metrics.json"):
         try:
@@ -100,11 +101,14 @@ def newest_train_checkpoint(output_dir, model: str, dataset: str) -> Path:
         except (OSError, ValueError):
             continue
         checkpoint = metrics_file.parent / metrics.get("checkpoint", "")  # relative to the run
-        if metrics.get("model") == model and metrics.get("dataset") == dataset and checkpoint.is_file():
+        matches = metrics.get("model") == model and metrics.get("dataset") == dataset and (
+            defense is None or metrics.get("defense") == defense)
+        if matches and checkpoint.is_file():
             runs.append((metrics_file.stat().st_mtime, checkpoint))
     if not runs:
-        raise UserError(f"no `robust train` checkpoint for model={model} dataset={dataset} under "
-                        f"{output_dir}: train one first or pass ckpt_path=...")
+        which = f"model={model} dataset={dataset}" + (f" defense={defense}" if defense else "")
+        raise UserError(f"no `robust train` checkpoint for {which} under {output_dir}: "
+                        "train one first or pass ckpt_path=...")
     return max(runs)[1]
 
 

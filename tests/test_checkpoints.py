@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import time
 
 import pytest
 import torch
@@ -78,3 +79,19 @@ def test_altered_weights_are_noticed(tmp_path, trained):
     torch.save(content, tmp_path / "altered.ckpt")
     with pytest.raises(UserError, match="corrupted or was altered"):
         read_checkpoint(tmp_path / "altered.ckpt")
+
+
+def test_newest_checkpoint_lookup_can_ask_for_a_training_defense(tmp_path):
+    from robustbench_cli.checkpoints import newest_train_checkpoint
+
+    for run, defense in (("a", "adv_train"), ("b", "none")):  # b is the newer run
+        folder = tmp_path / "train" / run
+        folder.mkdir(parents=True)
+        (folder / "best.ckpt").write_bytes(b"")
+        (folder / "metrics.json").write_text(json.dumps(
+            {"model": "mlp", "dataset": "fashion_mnist", "defense": defense, "checkpoint": "best.ckpt"}))
+        time.sleep(0.02)
+    assert newest_train_checkpoint(tmp_path, "mlp", "fashion_mnist").parent.name == "b"
+    assert newest_train_checkpoint(tmp_path, "mlp", "fashion_mnist", "adv_train").parent.name == "a"
+    with pytest.raises(UserError, match="defense=distillation"):
+        newest_train_checkpoint(tmp_path, "mlp", "fashion_mnist", "distillation")

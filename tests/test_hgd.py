@@ -212,7 +212,7 @@ def test_checkpoint_mix_ups_are_one_line_errors(lgd, target_ckpt):
         load_denoiser(target_ckpt)
     with pytest.raises(UserError, match="is an HGD denoiser checkpoint, not a classifier"):
         refuse_denoiser(denoiser, "ckpt_path")
-    with pytest.raises(UserError, match="training defense"):
+    with pytest.raises(UserError, match="was trained with defense none, not adv_train"):
         _eval_view(target_ckpt, "defense=adv_train")
     with pytest.raises(UserError, match="needs a denoiser"):
         _eval_view(target_ckpt, "attack.threat=oblivious")

@@ -20,6 +20,10 @@ def detect(cfg) -> list[dict]:
     from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
 
     check_seed(cfg)
+    if cfg.defense.name == "hgd":
+        from robustbench_cli.errors import UserError
+
+        raise UserError("robust detect examines a classifier as trained; it does not run HGD denoisers")
     check_positive_int(cfg.batch_size, "batch_size")
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)

@@ -21,6 +21,8 @@ from robustbench_cli.checkpoints import (
 from robustbench_cli.config import explicit_choices
 from robustbench_cli.errors import UserError
 
+EVAL_TIME_DEFENSES = ("none", "hgd")  # the others are training defenses, seen in checkpoints
+
 
 @dataclass
 class Target:
@@ -47,13 +49,19 @@ def load_target(cfg, overrides: list[str]) -> Target:
     from robustbench_cli.data import RobustDataModule
 
     explicit = explicit_choices(overrides)
+    # A training defense named here (e.g. by an experiment) says which checkpoint to evaluate.
+    defense = cfg.defense.name if "defense" in cfg and cfg.defense.name not in EVAL_TIME_DEFENSES else None
     if cfg.ckpt_path:
         ckpt = Path(cfg.ckpt_path)
     else:
-        ckpt = newest_train_checkpoint(cfg.paths.output_dir, cfg.model.name, cfg.dataset.name)
+        ckpt = newest_train_checkpoint(cfg.paths.output_dir, cfg.model.name, cfg.dataset.name, defense)
         print(f"using the newest matching checkpoint: {ckpt}")
     content = read_checkpoint(ckpt)
     meta = content[META_KEY]
+    trained_defense = meta.get("defense", {}).get("name", "none")
+    if defense and trained_defense != defense:
+        raise UserError(f"checkpoint {ckpt} was trained with defense {trained_defense}, not {defense} "
+                        f"(drop defense= or pass another ckpt_path)")
     trained = meta["model"]["name"]
     if "model" in explicit and explicit["model"] != trained:
         raise UserError(f"checkpoint {ckpt} holds model {trained}, not {explicit['model']} "

@@ -116,10 +116,8 @@ def check_defense(cfg) -> None:
     from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
 
     threat, name = cfg.attack.get("threat", "full"), cfg.defense.name
-    if name not in ("none", "hgd"):
-        raise UserError(f"defense={name} is a training defense: `robust eval` evaluates it through "
-                        "its checkpoint (ckpt_path=...), with defense=none")
-    if name == "none" and threat != "full":
+    # A training defense only selects the checkpoint (evaluation.target); nothing runs at eval.
+    if name != "hgd" and threat != "full":
         raise UserError(f"attack.threat={threat} needs a denoiser: defense=hgd defense.ckpt=...")
     refuse_denoiser(cfg.ckpt_path, "ckpt_path")
 
