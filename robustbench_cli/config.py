@@ -4,26 +4,17 @@ Hydra hands overrides over untyped (`eps=0` is an int, `eps=8/255` a string), so
 value the tool relies on is checked here, early, with a one-line UserError.
 """
 
-from fractions import Fraction
 from importlib import resources
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from robustbench_cli.attacks.params import number
 from robustbench_cli.errors import UserError
 
 
 def parse_number(value, what: str) -> float:
     """A float from 0.03, 1, '0.03' or a fraction string like '8/255'."""
-    if isinstance(value, bool):
-        raise UserError(f"{what} must be a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            pass
-    raise UserError(f"{what} must be a number or a fraction like 8/255, got {value!r}")
+    return number(what, value)
 
 
 def parse_eps(value) -> list[float]:

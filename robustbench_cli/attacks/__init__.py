@@ -3,10 +3,10 @@
 Importing this package is cheap (no torch): an attack's module loads when it is built.
 """
 
-import inspect
 from importlib import import_module
 
 from robustbench_cli.errors import UserError
+from robustbench_cli.registry import construct
 
 # Config name -> "module:Class" under robustbench_cli.attacks.
 _REGISTRY = {
@@ -56,18 +56,4 @@ def build(name: str, model, /, **params):
     ignored.
     """
     cls = _attack_class(name)
-    params.pop("name", None)
-    signature = inspect.signature(cls).parameters
-    valid = [key for key in signature if key != "model"]
-    unknown = [key for key in params if key not in valid]
-    if unknown:
-        raise UserError(f"attack {name}: unknown parameter {unknown[0]!r}; "
-                        f"valid: {', '.join(valid)}")
-    missing = [key for key in valid
-               if key not in params and signature[key].default is inspect.Parameter.empty]
-    if missing:
-        raise UserError(f"attack {name}: missing parameter {missing[0]!r}")
-    try:
-        return cls(model, **params)
-    except UserError as error:
-        raise UserError(f"attack {name}: {error}") from None
+    return construct("attack", name, cls, model, params)

@@ -4,10 +4,10 @@ to reject it. `build(name, model, **params)` gives a `Detector` (see `detectors.
 Importing this package is cheap (no torch): a detector's module loads when it is built.
 """
 
-import inspect
 from importlib import import_module
 
 from robustbench_cli.errors import UserError
+from robustbench_cli.registry import construct
 
 # Config name -> "module:Class" under robustbench_cli.detectors.
 _REGISTRY = {
@@ -29,17 +29,4 @@ def build(name: str, model, /, **params):
         raise UserError(f"unknown detector {name!r}; choose from: {', '.join(DETECTOR_NAMES)}")
     module, cls_name = _REGISTRY[name].split(":")
     cls = getattr(import_module(f"{__name__}.{module}"), cls_name)
-    params.pop("name", None)
-    signature = inspect.signature(cls).parameters
-    valid = [key for key in signature if key != "model"]
-    unknown = [key for key in params if key not in valid]
-    if unknown:
-        raise UserError(f"detector {name}: unknown parameter {unknown[0]!r}; valid: {', '.join(valid)}")
-    missing = [key for key in valid
-               if key not in params and signature[key].default is inspect.Parameter.empty]
-    if missing:
-        raise UserError(f"detector {name}: missing parameter {missing[0]!r}")
-    try:
-        return cls(model, **params)
-    except UserError as error:
-        raise UserError(f"detector {name}: {error}") from None
+    return construct("detector", name, cls, model, params)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from robustbench_cli.attacks.params import non_negative_int
 from robustbench_cli.config import check_positive_int, parse_number
 from robustbench_cli.defenses.hgd import THREATS
 from robustbench_cli.errors import UserError
@@ -89,14 +90,8 @@ def train_settings(cfg) -> TrainSettings:
         source_ckpts=None if source is None else checkpoint_paths(source, "defense.source_ckpts"),
         online=_flag(defense.online, "defense.online"),
         lr_final=lr_final,
-        lr_patience=_non_negative_int(defense.lr_patience, "defense.lr_patience"),
+        lr_patience=non_negative_int("defense.lr_patience", defense.lr_patience),
     )
-
-
-def _non_negative_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"{what} must be a non-negative integer, got {value!r}")
-    return value
 
 
 def _attack_list(value) -> list[dict]:
