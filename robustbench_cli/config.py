@@ -8,13 +8,18 @@ from importlib import resources
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from robustbench_cli.attacks.params import number
+from robustbench_cli.attacks.params import flag, number
 from robustbench_cli.errors import UserError
 
 
 def parse_number(value, what: str) -> float:
     """A float from 0.03, 1, '0.03' or a fraction string like '8/255'."""
     return number(what, value)
+
+
+def parse_flag(value, what: str) -> bool:
+    """true/false (a bool, or the words as typed)."""
+    return flag(what, value)
 
 
 def parse_eps(value) -> list[float]:

@@ -229,7 +229,7 @@ def test_transfer_lowers_accuracy_but_no_more_than_white_box_pgd(target, fashion
     assert white_box <= accuracy(target, x_adv, y) < accuracy(target, x, y) - 0.05
     assert_inside_the_threat_model(attack, x_adv, x)
     # Crafted without early stopping: all 10 PGD steps on every point, none on the target.
-    assert attack.source.early_stop is False
+    assert attack.source.stop_top_k is None  # runs every step
     assert attack.stats == {"gradient_passes": 0, "source_gradient_passes": 10 * len(x)}
 
 
@@ -249,7 +249,7 @@ def test_transfer_takes_the_source_attacks_norm_eps_and_params(target, fashion_2
     attack = build("transfer", target, eps=1.5, source_ckpt=sources["fashion_cnn"],
                    source_attack="pgd_l2", source_params={"steps": 3, "early_stop": True})
     x_adv = attack(x, y)
-    assert attack.norm == "l2" and attack.eps == 1.5 and attack.source.early_stop is True
+    assert attack.norm == "l2" and attack.eps == 1.5 and attack.source.stop_top_k == 1
     assert_inside_the_threat_model(attack, x_adv, x)
     assert 0 < attack.stats["source_gradient_passes"] <= 3 * len(x)
 

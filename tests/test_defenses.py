@@ -30,6 +30,30 @@ def test_folded_truncated_eps_stays_in_range():
     assert torch.equal(sample_eps(5, 0.1, None, generator), torch.full((5,), 0.1))
 
 
+def test_quantised_eps_never_leaves_an_adversarial_slot_clean():
+    """Document 004 draws |truncated normal(0, 8)| on [0, 16] (of 255), never exactly 0: the
+    levels are 1..16 of 255, a draw below the first goes up to it, and each level gets the
+    folded truncated normal's mass of the draws nearest to it."""
+    sigma, eps_max, levels, n = 8 / 255, 16 / 255, 16, 200_000
+    objective = AdversarialObjective("fgsm", {}, k=None, adv_fraction=0.5, lam=0.3, eps_max=eps_max,
+                                     eps_sigma=sigma, eps_levels=levels, delay=0, seed=0)
+    eps = objective.quantised_eps(n)
+    step = eps_max / levels
+    index = (eps / step).round().long()
+    assert eps.min().item() == pytest.approx(step) and eps.max().item() == pytest.approx(eps_max)
+    assert torch.allclose(eps, index * step)  # integer eps 1..16 of 255
+
+    def cdf(e):  # |N(0, sigma)| truncated to [0, eps_max]
+        return math.erf(e / (sigma * math.sqrt(2))) / math.erf(eps_max / (sigma * math.sqrt(2)))
+
+    edges = [0.0] + [(i + 0.5) * step for i in range(1, levels)] + [eps_max]
+    expected = torch.tensor([cdf(hi) - cdf(lo) for lo, hi in zip(edges, edges[1:])])
+    observed = torch.bincount(index, minlength=levels + 1)[1:].double() / n
+    assert (observed - expected).abs().max().item() < 0.005, (observed, expected)
+    objective.eps_levels = None  # 004's unrounded eps
+    assert objective.quantised_eps(1000).min().item() > 0
+
+
 def test_kurakin_loss_weights_adversarial_examples_by_lambda():
     clean, adv = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0])
     assert kurakin_loss(clean, adv, lam=0.3).item() == pytest.approx((6 + 0.3 * 10) / (3 + 0.3))
@@ -48,7 +72,7 @@ def test_adversarial_objective_replaces_exactly_k_rows(fashion_root, trained):
     x_adv = objective.adversarial(model, x[:12], y[:12])
     assert model.training, "the model must be back in train mode for the update"
     change = (x_adv - x[:12]).abs().flatten(1).amax(1)
-    assert change.max() <= 0.1 + 1e-6 and (change > 0).sum() >= 9  # eps 0 is possible, rarely
+    assert change.max() <= 0.1 + 1e-6 and bool((change > 0).all())  # no slot at eps 0
 
     class Probe(torch.nn.Module):  # the objective's view of a LightningModule
         global_step = 0
@@ -123,6 +147,41 @@ def test_distillation_student_matches_teacher_and_flattens_gradients(tmp_path, u
         confidence = F.softmax(distilled(x), 1).amax(1)
     assert confidence.median() > 0.99  # near one-hot at T = 1
     assert median_input_gradient_norm(distilled, x, y) < 0.1 * median_input_gradient_norm(undistilled, x, y)
+    check_teacher_temperature(tmp_path / "distilled", checkpoint(*undefended))
+
+
+def check_teacher_temperature(run_dir, undistilled_ckpt):
+    """The kept teacher records T = 20 and is reused by a resumed run at T = 20; a teacher
+    trained at another T (the kept one at T = 40, a plain classifier: T = 1) is refused."""
+    from helpers import compose
+
+    from robustbench_cli.checkpoints import read_checkpoint
+    from robustbench_cli.defenses import plan_training
+    from robustbench_cli.errors import UserError
+
+    teacher = run_dir / "teacher" / "checkpoints" / "best.ckpt"
+    recorded = read_checkpoint(teacher)["robust"]["defense"]
+    assert (recorded["stage"], recorded["temperature"]) == ("teacher", 20)
+
+    def plan(*overrides):
+        cfg = compose("train", "dataset=fashion_mnist", f"dataset.root={FASHION}",
+                      "dataset.limit_train=200", "defense=distillation", *overrides)
+        data = RobustDataModule(cfg.dataset, data_dir="data", seed=0)
+        data.prepare_data()
+
+        def no_training(*args, **kwargs):
+            raise AssertionError("the kept teacher must be reused, not retrained")
+
+        return plan_training(cfg, data, run_dir / "resumed", no_training, teacher_dir=run_dir)
+
+    assert plan().extra_metrics["teacher_checkpoint"] == str(teacher.resolve())
+    with pytest.raises(UserError, match=r"temperature 20\b.*defense.temperature=40\b") as caught:
+        plan("defense.temperature=40")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(UserError, match=r"temperature 1\b.*defense.temperature=20\b"):
+        plan(f"defense.teacher_ckpt={undistilled_ckpt}")
+    with pytest.raises(UserError, match=r"temperature 20\b.*defense.temperature=5\b"):
+        plan(f"defense.teacher_ckpt={teacher}", "defense.temperature=5")
 
 
 @pytest.mark.parametrize("overrides", [

@@ -3,6 +3,7 @@ guide losses, training and its cached pairs, defended evaluation under each thre
 checkpoint mix-ups, and the layer-wise perturbation analysis."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ TINY = "defense.widths=[8,16,32,32,32]"
 PAIRS = ["dataset.limit_train=1000", "dataset.limit_test=200", "defense.eps_range=[0.01,0.15]",
          "dataset.batch_size=64", TINY, "seed=1"]
 BIM = {"steps": 10, "step_size": 0.02}  # reaches eps=0.1 in fewer steps than Kurakin's 30
+CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +124,77 @@ def test_a_second_denoiser_reuses_the_cached_pairs(lgd, pixel):
 
 
 def test_online_pairs_train_without_a_cache(tmp_path, target_ckpt):
+    """Also an FGD run: its checkpoint records the guide layer, the MLP's last hidden layer."""
     metrics = train_in_process(tmp_path / "run", "defense=hgd", f"defense.target_ckpt={target_ckpt}",
                                "defense.online=true", "dataset.limit_train=300", "dataset.limit_test=100",
-                               "trainer.max_epochs=1", TINY, f"paths.output_dir={tmp_path}")
+                               "trainer.max_epochs=1", TINY, f"paths.output_dir={tmp_path}",
+                               "defense.guide=fgd")
     assert metrics["training_data"] == "online"
     assert not list((tmp_path / "run").glob("hgd_pairs_*.pt"))
     assert 0 <= metrics["test_accuracy"] <= 1
+    assert metrics["guide_layer"] == "net.4"
+    meta = read_checkpoint(tmp_path / "run" / metrics["checkpoint"])["robust"]
+    assert meta["guide"] == {"name": "fgd", "layer": "net.4"}
+
+
+# (model, its config overrides, input (channels, px), the layer fgd reads by default, the
+# module the classifier's head starts with: it reads that layer's output)
+GUIDE_CASES = [
+    ("mlp", {}, (1, 28), "net.4", "net.5"),
+    ("mlp", {"hidden": [64, 32, 16]}, (1, 28), "net.6", "net.7"),
+    ("cnn", {}, (1, 28), "net.features", "net.classifier"),
+    ("vgg11", {"width": 0.125}, (3, 32), "net.features", "net.classifier"),
+    ("vgg19", {"width": 0.125}, (3, 64), "net.features", "net.classifier"),  # the ImageNet head
+    ("inception_v3", {"width": 0.125}, (3, 75), "net.Mixed_7c", "net.avgpool"),
+]
+
+
+@pytest.mark.parametrize("name, overrides, shape, expected, head", GUIDE_CASES,
+                         ids=[f"{c[0]}-{len(c[1])}" for c in GUIDE_CASES])
+def test_fgd_reads_the_topmost_feature_map_the_model_config_names(name, overrides, shape, expected,
+                                                                  head):
+    """Liao et al. guide FGD by the topmost convolutional layer, the input of global pooling:
+    the map the classifier's head reads (Inception-v3's Mixed_7c, not its last conv)."""
+    from omegaconf import OmegaConf
+
+    from robustbench_cli.defenses.hgd.layers import tapped
+    from robustbench_cli.models import build_model
+
+    channels, size = shape
+    cfg = OmegaConf.merge(OmegaConf.load(CONF_MODEL / f"{name}.yaml"), overrides)
+    model = build_model(cfg, _info(channels, size)).eval()
+    assert guide_config("fgd", None, model)["layer"] == expected
+    read = {}
+    dict(model.named_modules())[head].register_forward_pre_hook(
+        lambda module, inputs: read.setdefault("x", inputs[0]))
+    with tapped(model, [expected]) as outputs, torch.no_grad():
+        model(torch.rand(2, channels, size, size))
+    assert outputs[expected] is read["x"]
+    # A checkpoint from before model.guide_layer existed gets the shipped default.
+    del cfg["guide_layer"]
+    assert guide_config("fgd", None, build_model(cfg, _info(channels, size)))["layer"] == expected
+
+
+def test_defense_guide_layer_overrides_the_model_config(adversarial_batch):
+    from robustbench_cli.models import build_model
+
+    target = adversarial_batch[0]
+    assert guide_config("fgd", "net.-3", target)["layer"] == "net.3"
+    assert guide_config("fgd", "net.2", target)["layer"] == "net.2"
+    with pytest.raises(UserError, match="defense.guide_layer 'net.9' is not a layer"):
+        guide_config("fgd", "net.9", target)
+    linear = build_model({"name": "mlp", "hidden": []}, _info(1, 28))  # no feature map to guide by
+    with pytest.raises(UserError, match="needs a hidden layer"):
+        guide_config("fgd", None, linear)
+    with pytest.raises(UserError, match="model.guide_layer 'net.features' is not a layer"):
+        build_model({"name": "mlp", "hidden": [8], "guide_layer": "net.features"}, _info(1, 28))
+
+
+def _info(channels: int, size: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(channels=channels, height=size, width=size, num_classes=5,
+                           mean=(0.5,) * channels, std=(0.25,) * channels)
 
 
 def _eval_view(target_ckpt, *overrides):
@@ -160,7 +227,8 @@ def test_lgd_denoiser_raises_accuracy_under_oblivious_attacks(lgd, target_ckpt):
                        "progress=false", f"paths.output_dir={out}", cwd=out))
     assert "Denoising loss (threat oblivious)" in result.stdout
     [results] = (out / "eval").glob("*/results.json")
-    defended = {row["attack"]: row for row in json.loads(results.read_text())}
+    defended = {row["attack"]: row for row in json.loads(results.read_text())
+                if not row.get("check")}  # not the unbounded-eps sanity rows
     target, view = _eval_view(target_ckpt, "attack=[fgsm,bim]", *(f"attack.{k}={v}" for k, v in BIM.items()))
     undefended = _accuracy(target.model, target, view.specs)
     for attack in ("fgsm", "bim"):

@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from robustbench_cli.errors import UserError
 from robustbench_cli.models import MODEL_NAMES, build_model
-from robustbench_cli.models.activations import ACTIVATION_NAMES, ReluDecay
+from robustbench_cli.models.activations import ACTIVATION_NAMES, PAPER_BETAS, ReluDecay
 from robustbench_cli.models.classifier import Classifier, Normalize
 
 CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
@@ -227,6 +227,43 @@ def test_tiny_width_keeps_one_unit_per_layer(name):
         assert torch.isfinite(model(torch.rand(2, 3, 32, 32))).all()
 
 
+# Each model on a tiny input of its own: Inception-v3's smallest (75 px, RGB).
+TINY_INPUT = {name: (1, 28) for name in SMALL_MODELS} | {"inception_v3": (3, 75)}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_honours_width_and_activation(name):
+    """Kurakin et al.'s capacity (rho) and activation studies need both options on every
+    model, Inception-v3 included: parameters grow with the width, every conv is scaled (never
+    below one filter), and the chosen activation replaces relu throughout."""
+    channels, size = TINY_INPUT[name]
+    info = dataset_info(channels, size, num_classes=5)
+    built = {width: build_model(model_cfg(name, width=width, activation="elu"), info)
+             for width in (0.0625, 0.125)}
+    assert parameter_count(built[0.0625]) < parameter_count(built[0.125])
+    narrow = build_model(model_cfg(name, width=1e-6, activation="relu_decay"), info).eval()
+    convs = [m for m in narrow.modules() if isinstance(m, nn.Conv2d)]
+    assert all(conv.out_channels == 1 for conv in convs)
+    assert count(narrow, ReluDecay) > 0 and count(narrow, nn.ReLU) == 0
+    model = built[0.125].eval()
+    assert count(model, nn.ELU) >= max(1, len(convs)) and count(model, nn.ReLU) == 0
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.rand(2, channels, size, size))).all()
+
+
+def test_inception_width_scales_every_conv_and_keeps_torchvisions_layout():
+    info = dataset_info(3, 75, num_classes=5)
+    full = build_model(model_cfg("inception_v3"), info)
+    reference = Inception3(num_classes=5, aux_logits=False, init_weights=False)
+    assert {k: v.shape for k, v in full.net.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()}
+    eighth = dict(build_model(model_cfg("inception_v3", width=0.125), info).named_modules())
+    for name, conv in full.named_modules():
+        if isinstance(conv, nn.Conv2d):
+            assert eighth[name].out_channels == max(1, round(conv.out_channels / 8)), name
+    assert eighth["net.fc"].in_features == 2048 // 8
+
+
 def test_mlp_with_no_hidden_layers_is_linear():
     model = build_model(model_cfg("mlp", hidden=[]), MNIST_INFO)
     assert [type(m) for m in model.net] == [nn.Flatten, nn.Linear]
@@ -263,6 +300,17 @@ def test_relu_decay_matches_its_formula():
 def test_relu_decay_takes_beta_from_the_config():
     model = build_model(model_cfg("mlp", activation="relu_decay", activation_beta=0.3), MNIST_INFO)
     assert {m.beta for m in model.modules() if isinstance(m, ReluDecay)} == {0.3}
+
+
+def test_relu_decay_beta_defaults_to_a_value_of_kurakin_et_al():
+    """Document 004, Appendix D / Table 7: ReluDecay_beta for beta in {0.1, 0.01, 0.001}."""
+    assert PAPER_BETAS == (0.1, 0.01, 0.001)
+    for cfg in (model_cfg("mlp", activation="relu_decay"), {"name": "mlp", "hidden": [4],
+                                                            "activation": "relu_decay"}):
+        betas = {m.beta for m in build_model(cfg, MNIST_INFO).modules() if isinstance(m, ReluDecay)}
+        assert betas == {0.1}
+    for name in MODEL_NAMES:
+        assert model_cfg(name).activation_beta in PAPER_BETAS
 
 
 def test_normalize_maps_mean_to_zero_and_one_std_to_one():
@@ -365,13 +413,11 @@ def test_bad_layer_lists(name, key, value):
     raises_user_error(model_cfg(name, **{key: value}), match=f"model.{key}")
 
 
-@pytest.mark.parametrize(
-    "overrides, match",
-    [({"width": 0.5}, "fixed architecture"), ({"activation": "tanh"}, "fixed architecture")],
-)
-def test_inception_architecture_is_fixed(overrides, match):
-    info = dataset_info(3, 299)
-    raises_user_error(model_cfg("inception_v3", **overrides), info, match=match)
+@pytest.mark.parametrize("overrides", [{"width": 0.5}, {"activation": "tanh"}])
+def test_pretrained_inception_needs_torchvisions_width_and_activation(overrides):
+    info = dataset_info(3, 299, num_classes=1000)
+    raises_user_error(model_cfg("inception_v3", pretrained=True, **overrides), info,
+                      match="width=1.0 and model.activation=relu")
 
 
 def test_inception_rejects_small_and_grey_inputs():

@@ -172,62 +172,130 @@ def test_narrow_console_wraps_numbers_instead_of_cutting_them():
 # --- notes -------------------------------------------------------------------------------
 
 
+N = 200
+
+
+def hits(count, n=N):
+    """Per-point outcomes: the first `count` points right, the rest wrong."""
+    return [i < count for i in range(n)]
+
+
+def scored(attack, eps, count, clean=180, **extra):
+    """A row and its per-point outcomes; the right points are always the first `count` ones,
+    so two rows differ exactly by the count difference (all discordant pairs one way)."""
+    outcomes = {"correct": hits(count), "clean": hits(clean)}
+    return row(attack, eps, count / N, clean=clean / N, **extra), outcomes
+
+
+def notes_of(*scored_rows):
+    rows, outcomes = zip(*scored_rows)
+    return table_notes(rows, outcomes)
+
+
+def monotone():
+    """A healthy table: accuracy falls with eps, PGD beats FGSM, noise is weakest."""
+    return [
+        scored("none", 0.0, 180),
+        scored("fgsm", 0.01, 140),
+        scored("fgsm", 0.03, 100),
+        scored("pgd_linf", 0.01, 120),
+        scored("pgd_linf", 0.03, 60),
+        scored("bim", 0.03, 70),
+        scored("gaussian", 0.03, 176),
+        scored("fgsm", 0.03, 104, label="pred"),
+        scored("pgd_l2", 0.5, 40),
+    ]
+
+
 def test_notes_silent_on_a_clean_monotone_table():
-    assert table_notes(monotone_rows()) == []
+    assert notes_of(*monotone()) == []
 
 
-def test_note_attacked_accuracy_above_clean():
-    notes = table_notes([row("fgsm", 0.03, 0.95, clean=0.9)])
-    assert len(notes) == 1 and "above the clean accuracy 90.00%" in notes[0]
+def test_note_attacked_accuracy_above_clean_only_when_significant():
+    notes = notes_of(scored("fgsm", 0.03, 190, clean=180))  # 10 points gained, none lost
+    assert len(notes) == 1 and "above the clean accuracy 90.00%" in notes[0] and "McNemar p=0.002" in notes[0]
+    assert notes_of(scored("fgsm", 0.03, 183, clean=180)) == []  # 3 points: p = 0.25
 
 
 @pytest.mark.parametrize("one_step", ["fgsm", "step_ll", "fast_fgsm"])
 def test_note_one_step_attack_stronger_than_pgd(one_step):
-    notes = table_notes([row(one_step, 0.03, 0.4), row("pgd_linf", 0.03, 0.5)])
+    notes = notes_of(scored(one_step, 0.03, 80), scored("pgd_linf", 0.03, 100))
     assert len(notes) == 1 and notes[0].startswith(f"{one_step} at eps=0.03 is stronger")
 
 
+def test_a_one_image_difference_fires_no_note():
+    assert notes_of(scored("fgsm", 0.03, 99), scored("pgd_linf", 0.03, 100)) == []
+    assert notes_of(scored("pgd_linf", 0.01, 100), scored("pgd_linf", 0.03, 101)) == []
+    assert notes_of(scored("pgd_linf", 0.03, 100), scored("random_sign", 0.03, 99)) == []
+
+
+def test_rows_without_per_point_outcomes_are_never_compared():
+    assert table_notes([row("fgsm", 0.03, 0.1), row("pgd_linf", 0.03, 0.9)]) == []
+
+
 def test_no_note_for_bim_stronger_than_pgd():
-    assert table_notes([row("bim", 0.03, 0.4), row("pgd_linf", 0.03, 0.5)]) == []
+    assert notes_of(scored("bim", 0.03, 80), scored("pgd_linf", 0.03, 100)) == []
 
 
 def test_note_accuracy_rising_with_eps():
-    rising = [row("pgd_linf", 0.01, 0.5), row("pgd_linf", 0.02, 0.504), row("pgd_linf", 0.03, 0.6)]
-    notes = table_notes(rising)
+    rising = [scored("pgd_linf", 0.01, 100), scored("pgd_linf", 0.02, 101), scored("pgd_linf", 0.03, 120)]
+    notes = notes_of(*rising)
     assert len(notes) == 1 and "rises with eps" in notes[0] and "eps=0.03" in notes[0]
-    within_noise = [row("pgd_linf", 0.01, 0.5), row("pgd_linf", 0.03, 0.504)]
-    assert table_notes(within_noise) == []
 
 
 @pytest.mark.parametrize("black_box", ["nes", "transfer", "gaussian", "random_sign", "trunc_normal"])
 def test_note_black_box_or_noise_stronger_than_every_white_box(black_box):
-    rows = [row("fgsm", 0.03, 0.5), row("pgd_linf", 0.03, 0.4), row(black_box, 0.03, 0.3)]
-    notes = table_notes(rows)
+    rows = [scored("fgsm", 0.03, 100), scored("pgd_linf", 0.03, 80), scored(black_box, 0.03, 60)]
+    notes = notes_of(*rows)
     assert len(notes) == 1 and notes[0].startswith(f"{black_box} at eps=0.03")
-    assert table_notes([*rows[:2], row(black_box, 0.03, 0.45)]) == []
+    assert notes_of(*rows[:2], scored(black_box, 0.03, 90)) == []
 
 
 def test_black_box_is_not_compared_with_an_other_norm():
-    assert table_notes([row("pgd_l2", 0.03, 0.1), row("nes", 0.03, 0.3)]) == []
+    assert notes_of(scored("pgd_l2", 0.03, 20), scored("nes", 0.03, 60)) == []
 
 
 def test_jsma_is_an_l0_attack_and_not_compared_with_linf_noise():
-    assert table_notes([row("jsma", 0.03, 0.5), row("gaussian", 0.03, 0.3)]) == []
+    assert notes_of(scored("jsma", 0.03, 100), scored("gaussian", 0.03, 60)) == []
 
 
 def test_note_label_leaking():
-    for pred_row in (row("fgsm_pred", 0.03, 0.4), row("fgsm", 0.03, 0.4, label="pred")):
-        notes = table_notes([row("fgsm", 0.03, 0.42, label="true"), pred_row])
+    for pred_row in (scored("fgsm_pred", 0.03, 80), scored("fgsm", 0.03, 80, label="pred")):
+        notes = notes_of(scored("fgsm", 0.03, 100, label="true"), pred_row)
         assert len(notes) == 1 and "label leaking (Kurakin et al.)" in notes[0]
-    assert table_notes([row("fgsm", 0.03, 0.405), row("fgsm_pred", 0.03, 0.4)]) == []
+    assert notes_of(scored("fgsm", 0.03, 82), scored("fgsm_pred", 0.03, 80)) == []
 
 
-def test_notes_compare_rows_of_the_same_model_only():
-    rows = [row("fgsm", 0.03, 0.4, model="cnn"), row("pgd_linf", 0.03, 0.5, model="mlp")]
-    assert table_notes(rows) == []
-    rows.append(row("pgd_linf", 0.03, 0.5, model="cnn"))
-    notes = table_notes(rows)
+def test_notes_compare_rows_of_the_same_model_and_protocol_only():
+    rows = [scored("fgsm", 0.03, 80, model="cnn"), scored("pgd_linf", 0.03, 100, model="mlp")]
+    assert notes_of(*rows) == []
+    assert notes_of(scored("fgsm", 0.03, 80, protocol="robust"),
+                    scored("pgd_linf", 0.03, 100, protocol="all_points")) == []
+    rows.append(scored("pgd_linf", 0.03, 100, model="cnn"))
+    notes = notes_of(*rows)
     assert len(notes) == 1 and notes[0].startswith("[cnn] fgsm")
+
+
+def test_sanity_note_fires_above_one_percent_at_an_unbounded_budget():
+    def check(count):
+        return scored("pgd_linf", 1.0, count, check="sanity")
+
+    assert notes_of(check(2)) == []  # 1%
+    notes = notes_of(check(3), scored("pgd_linf", 0.03, 100))
+    assert len(notes) == 1 and notes[0].startswith("sanity check failed: pgd_linf")
+
+
+def test_wilson_interval_and_mcnemar_on_known_counts():
+    from robustbench_cli.reporting.stats import mcnemar, wilson_interval
+
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    low, high = wilson_interval(0, 10)
+    assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(0, 0) == (None, None)
+    p, only_first, only_second = mcnemar(hits(10, 20), hits(0, 20))
+    assert (only_first, only_second) == (10, 0) and p == pytest.approx(2 / 1024)
+    assert mcnemar(hits(1, 20), hits(0, 20))[0] == 1.0
 
 
 # --- multirun aggregation ----------------------------------------------------------------

@@ -42,7 +42,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _attack_class(name: str) -> type:
+def attack_class(name: str) -> type:
+    """The class registered as `name` (its module is imported now)."""
     if name not in _REGISTRY:
         raise UserError(f"unknown attack {name!r}; choose from: {', '.join(ATTACK_NAMES)}")
     module, cls = _REGISTRY[name].split(":")
@@ -55,5 +56,5 @@ def build(name: str, model, /, **params):
     `params` are the attack's config keys plus `eps`; a `name` key (configs carry it) is
     ignored.
     """
-    cls = _attack_class(name)
+    cls = attack_class(name)
     return construct("attack", name, cls, model, params)

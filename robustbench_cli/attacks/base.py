@@ -47,7 +47,12 @@ class Attack(ABC):
     norm: str | None = "linf"
     label = "true"  # which labels a loss uses, for attacks that take the `label` param
     uses_gradients = True  # False: the attack only reads outputs, and runs without autograd
+    iterative = False  # True: steps toward the boundary, so an unbounded budget must reach it
     stat_names = ("gradient_passes",)  # counters in `stats`, reset by every call
+    # Early stopping (attacks that iterate): a point leaves once its true class is outside
+    # its top `stop_top_k` classes (1: misclassified) and keeps that iterate; None runs every
+    # iteration. The evaluation protocol sets it with `stop_at`.
+    stop_top_k: int | None = 1
 
     def __init__(self, model: torch.nn.Module, *, eps):
         self.model = model
@@ -65,6 +70,18 @@ class Attack(ABC):
             x, y = x.detach().clone(), y.detach().clone()  # clone: inference tensors -> normal
             x_adv = self._project(x, self._perturb(x, y))
         return x_adv.detach()
+
+    def stop_at(self, top_k: int | None) -> None:
+        """Stop a point once its true class leaves its top `top_k` (None: never), unless the
+        attack was configured not to stop early at all."""
+        if self.stop_top_k is not None:
+            self.stop_top_k = top_k
+
+    def _unfinished(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per point: must the attack go on (its true class is still in the stopping top-k)?"""
+        if self.stop_top_k is None:
+            return torch.ones_like(y, dtype=torch.bool)
+        return in_top_k(logits, y, self.stop_top_k)
 
     @abstractmethod
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -95,6 +112,12 @@ class Attack(ABC):
         """The true labels or, against label leaking (Kurakin et al. 2017), the model's clean
         prediction."""
         return self._predict(x) if self.label == "pred" else y
+
+
+def in_top_k(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Per point: is the true class among the k largest logits (k capped at the classes)?"""
+    k = min(k, logits.shape[1])
+    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1)
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

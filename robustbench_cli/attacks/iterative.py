@@ -1,8 +1,9 @@
 """Iterative gradient attacks: BIM and iterative least-likely class (Kurakin et al. 2017),
 PGD in the L-inf and L2 balls (Madry et al. 2018).
 
-With early stopping each point leaves the active set at its first misclassified iterate,
-which it keeps; later steps compute only on points that are still classified correctly.
+With early stopping each point leaves the active set at its first fooling iterate (true
+class out of the top 1, or out of the top 5 when the evaluation reports top-5), which it
+keeps; later steps compute only on points that are still unfooled.
 Losses are summed per example, so a point's path does not depend on who else is active.
 """
 
@@ -12,7 +13,7 @@ from functools import partial
 import torch
 
 from robustbench_cli.attacks import params
-from robustbench_cli.attacks.base import Attack, cross_entropy, per_example_norm
+from robustbench_cli.attacks.base import Attack, cross_entropy, in_top_k, per_example_norm
 from robustbench_cli.errors import UserError
 
 
@@ -27,12 +28,14 @@ class IterativeAttack(Attack):
     worst case: restart r + 1 runs only on points that survived every earlier restart."""
 
     restarts = 1
+    iterative = True
 
     def __init__(self, model, *, eps, steps, step_size: float, early_stop):
         super().__init__(model, eps=eps)
         self.steps = params.positive_int("steps", steps)
         self.step_size = step_size  # checked by the subclass, which knows how it was given
-        self.early_stop = params.flag("early_stop", early_stop)
+        if not params.flag("early_stop", early_stop):
+            self.stop_top_k = None
 
     def _targets(self, x, y) -> torch.Tensor:
         """The class each point's loss is about, fixed from the clean input."""
@@ -55,7 +58,10 @@ class IterativeAttack(Attack):
         for restart in range(self.restarts):
             x_adv[survivors] = self._descend(x[survivors], y[survivors], targets[survivors])
             if restart + 1 < self.restarts:
-                survivors = survivors[self._predict(x_adv[survivors]) == y[survivors]]
+                with torch.no_grad():
+                    logits = self.model(x_adv[survivors])
+                # Without early stopping a restart still only reruns the points not yet fooled.
+                survivors = survivors[in_top_k(logits, y[survivors], self.stop_top_k or 1)]
                 if len(survivors) == 0:
                     break
         return x_adv
@@ -67,11 +73,11 @@ class IterativeAttack(Attack):
             logits, grad = self._input_gradient(
                 x_adv[active], partial(self._objective, targets=targets[active])
             )
-            if self.early_stop:
-                # Fooled means misclassified w.r.t. the true label, also for label=pred and
-                # targeted attacks: that is what robust accuracy counts.
-                still_correct = logits.argmax(1) == y[active]
-                active, grad = active[still_correct], grad[still_correct]
+            if self.stop_top_k is not None:
+                # Fooled is judged on the true label, also for label=pred and targeted
+                # attacks: that is what robust accuracy counts.
+                going_on = self._unfinished(logits, y[active])
+                active, grad = active[going_on], grad[going_on]
                 if len(active) == 0:
                     break
             x_adv[active] = self._project(x[active], self._step(x_adv[active], grad))

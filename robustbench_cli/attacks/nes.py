@@ -43,6 +43,7 @@ class NES(Attack):
 
     name = "nes"
     uses_gradients = False
+    iterative = True
     stat_names = ("gradient_passes", "queries")
 
     def __init__(self, model, *, eps, samples=50, sigma=0.001, steps=None, step_size=None,
@@ -74,8 +75,7 @@ class NES(Attack):
         direction = torch.zeros_like(x)  # the running average of the estimates
         active = torch.arange(len(x), device=x.device)
         for _ in range(self.iterations):
-            still_correct = self._query(x_adv[active]).argmax(1) == y[active]
-            active = active[still_correct]
+            active = active[self._unfinished(self._query(x_adv[active]), y[active])]
             if len(active) == 0:
                 break
             estimate = self._estimate_gradient(x_adv[active], y[active])

@@ -4,6 +4,7 @@ Each check returns the typed value or raises UserError with a one-line reason; `
 prefixes the attack's name.
 """
 
+import math
 from fractions import Fraction
 
 from robustbench_cli.errors import UserError
@@ -16,13 +17,18 @@ def number(key: str, value) -> float:
     """A float from 0.03, 1, '0.03' or a fraction string like '8/255'."""
     if isinstance(value, bool):
         raise UserError(f"{key} must be a number, got {value!r}")
+    parsed = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        parsed = float(value)
+    elif isinstance(value, str):
         try:
-            return float(Fraction(value.replace(" ", "")))
+            parsed = float(Fraction(value.replace(" ", "")))
         except (ValueError, ZeroDivisionError):
             pass
+    if parsed is not None and math.isfinite(parsed):
+        return parsed
+    if parsed is not None:
+        raise UserError(f"{key} must be a finite number, got {value!r}")
     raise UserError(f"{key} must be a number or a fraction like 8/255, got {value!r}")
 
 

@@ -63,7 +63,7 @@ class Transfer(Attack):
                             f"parameters, got {source_params!r}")
         if "eps" in source_params:
             raise UserError("source_params cannot set eps: the transfer attack's eps is used")
-        source_class = attacks._attack_class(source_attack)
+        source_class = attacks.attack_class(source_attack)
         if "early_stop" in inspect.signature(source_class).parameters:
             source_params = {"early_stop": False, **source_params}
         self.sources = LogitEnsemble([load_classifier(path) for path in self.source_paths])

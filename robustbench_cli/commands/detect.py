@@ -13,13 +13,14 @@ def detect(cfg) -> list[dict]:
 
     from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps
     from robustbench_cli.detectors.runner import run_detection
-    from robustbench_cli.evaluation.runner import AttackSpec
+    from robustbench_cli.evaluation.runner import AttackSpec, check_protocol
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import git_revision
     from robustbench_cli.reporting import atomic_write_text
     from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
 
     check_seed(cfg)
+    protocol = check_protocol(cfg.protocol)
     if cfg.defense.name == "hgd":
         from robustbench_cli.errors import UserError
 
@@ -32,7 +33,8 @@ def detect(cfg) -> list[dict]:
     target = load_target(cfg, overrides)
 
     report = run_detection(target.model, target.test_set, OmegaConf.to_container(cfg.detector, resolve=True),
-                           specs, eps_list, head=target.meta["model"].get("head", "sce"), seed=cfg.seed,
+                           specs, eps_list, head=target.meta["model"].get("head", "sce"), protocol=protocol,
+                           seed=cfg.seed,
                            batch_size=cfg.batch_size, num_workers=target.dataset_cfg.num_workers,
                            device=cfg.device, progress=cfg.progress)
     identity = target.identity()

@@ -28,15 +28,18 @@ def evaluate(cfg) -> list[dict]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from robustbench_cli.config import check_positive_int, check_seed, parse_eps
+    from robustbench_cli.config import check_positive_int, check_seed, parse_eps, parse_flag
     from robustbench_cli.defenses.hgd.evaluation import check_defense, evaluation_view
     from robustbench_cli.evaluation.row_store import RowStore
-    from robustbench_cli.evaluation.runner import evaluate
+    from robustbench_cli.evaluation.runner import check_protocol, check_top5, evaluate
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import git_revision
-    from robustbench_cli.reporting import atomic_write_text, print_results, table_notes
+    from robustbench_cli.reporting import atomic_write_text, print_results
+    from robustbench_cli.reporting.notes import sanity_failures
 
     check_seed(cfg)
+    protocol, top5 = check_protocol(cfg.protocol), check_top5(cfg.top5)
+    sanity = parse_flag(cfg.sanity, "sanity")
     check_positive_int(cfg.batch_size, "batch_size")
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
@@ -46,17 +49,19 @@ def evaluate(cfg) -> list[dict]:
     view = evaluation_view(cfg, target, specs, overrides)  # the classifier, or denoiser(s) -> it
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    identity = {**target.identity(), **view.identity, "n": len(target.test_set)}
+    identity = {**target.identity(), **view.identity, "n": len(target.test_set), "protocol": protocol}
     store = RowStore(run_dir, identity)
     finished = store.load() if cfg.resume else {}
     if finished:
         print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
-    evaluate(view.model, target.test_set, view.specs, eps_list, batch_size=cfg.batch_size,
+    evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol, top5=top5,
+             sanity=sanity, batch_size=cfg.batch_size,
              num_workers=target.dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress,
              worst_case=several, finished=finished, on_row=lambda row: store.save(view.annotate(row)))
     rows = store.rows
-    notes = table_notes(rows)
+    notes = store.notes()
     run_record = {**identity, "git_revision": git_revision(),
+                  "sanity": {"checked": sanity, "failed": sanity_failures(rows)},
                   "config": OmegaConf.to_container(cfg, resolve=True),
                   "trained_with": target.trained_with()}
     atomic_write_text(run_dir / "run.json", json.dumps(run_record, indent=2) + "\n")

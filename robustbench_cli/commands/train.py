@@ -112,8 +112,15 @@ def train(cfg, run_dir=None) -> dict:
     data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
     data.prepare_data()  # missing data fails here, before the Trainer starts (DDP ranks come later)
     stage = partial(fit_stage, cfg, data)
-    plan = plan_training(cfg, data, run_dir, stage)
-    resume_from, run_dir = _resume_point(cfg, run_dir, plan.model_cfg["name"], data.info.to_dict())
+    if cfg.defense.name == "distillation":
+        # A resumed student keeps the teacher it started with (its run's teacher/, checked
+        # against defense.temperature), so the resume point comes before the plan.
+        resume_from, run_dir = _resume_point(cfg, run_dir, cfg.model.name, data.info.to_dict())
+        teacher_dir = Path(resume_from).parent.parent if resume_from else run_dir
+        plan = plan_training(cfg, data, run_dir, stage, teacher_dir=teacher_dir)
+    else:
+        plan = plan_training(cfg, data, run_dir, stage)
+        resume_from, run_dir = _resume_point(cfg, run_dir, plan.model_cfg["name"], data.info.to_dict())
     metrics = stage(plan.model, plan.objective, plan.model_cfg, run_dir, plan.max_epochs,
                     plan.callbacks, resume_from=resume_from)
     if not metrics.pop("is_global_zero"):

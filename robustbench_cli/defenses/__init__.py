@@ -14,6 +14,9 @@ from robustbench_cli.config import check_positive_int, parse_number
 from robustbench_cli.errors import UserError
 
 DEFENSE_NAMES = ("none", "adv_train", "pgd_train", "distillation", "noise_train", "prune")
+# A finished distillation teacher: its stage metrics and T (not metrics.json, which marks a
+# finished `robust train` run that checkpoint lookup would find).
+TEACHER_RECORD = "teacher.json"
 
 
 @dataclass
@@ -26,9 +29,11 @@ class TrainingPlan:
     extra_metrics: dict = field(default_factory=dict)
 
 
-def plan_training(cfg, data, run_dir: Path, fit_stage: Callable) -> TrainingPlan:
+def plan_training(cfg, data, run_dir: Path, fit_stage: Callable, teacher_dir=None) -> TrainingPlan:
     """What `robust train` fits for `cfg.defense`. fit_stage(model, objective, model_cfg,
-    stage_dir, epochs, defense=...) -> metrics trains an extra stage (the distillation teacher)."""
+    stage_dir, epochs, defense=...) -> metrics trains an extra stage (the distillation teacher).
+    teacher_dir: the run folder whose finished teacher/ a resumed distillation run reuses
+    (default run_dir)."""
     from robustbench_cli.lit.classifier import plain_objective
     from robustbench_cli.models import build_model
 
@@ -49,7 +54,7 @@ def plan_training(cfg, data, run_dir: Path, fit_stage: Callable) -> TrainingPlan
         return TrainingPlan(model, model_cfg, noise_objective(_fraction(defense, "sigma")), epochs)
     if name in ("adv_train", "pgd_train"):
         return TrainingPlan(model, model_cfg, _adversarial_objective(defense, cfg), epochs)
-    return _distillation_plan(defense, cfg, model, model_cfg, data, run_dir, fit_stage)
+    return _distillation_plan(defense, cfg, model, model_cfg, data, run_dir, fit_stage, teacher_dir)
 
 
 def _fraction(defense: dict, key: str, allow_zero: bool = True) -> float:
@@ -85,12 +90,23 @@ def _adversarial_objective(defense: dict, cfg):
         attack, defense.get("attack_params") or {}, k=k,
         adv_fraction=_fraction(defense, "adv_fraction"), lam=lam,
         eps_max=_fraction(defense, "eps_max", allow_zero=False), eps_sigma=eps_sigma,
-        eps_levels=check_positive_int(defense.get("eps_levels", 16), "defense.eps_levels"),
-        delay=delay, seed=cfg.seed)
+        eps_levels=_eps_levels(defense), delay=delay, seed=cfg.seed)
 
 
-def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stage) -> TrainingPlan:
-    from robustbench_cli.checkpoints import load_classifier
+def _eps_levels(defense: dict) -> int | None:
+    """defense.eps_levels: a positive integer, or null for unrounded eps (document 004's)."""
+    levels = defense.get("eps_levels", 16)
+    return None if levels is None else check_positive_int(levels, "defense.eps_levels")
+
+
+def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stage,
+                       teacher_dir=None) -> TrainingPlan:
+    """Papernot et al.'s teacher is trained at the student's temperature T: a given
+    (teacher_ckpt) or kept (teacher_dir/teacher/, a resumed run's) teacher trained at another
+    T is refused; otherwise a new teacher is trained into run_dir/teacher/, its checkpoint
+    recording T (defense.temperature, defense.stage=teacher)."""
+    import json
+
     from robustbench_cli.defenses.distillation import SoftLabelObjective, temperature_objective
     from robustbench_cli.models import build_model
 
@@ -100,20 +116,70 @@ def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stag
     if temperature <= 0:
         raise UserError(f"defense.temperature must be > 0, got {temperature}")
     extra = {"temperature": temperature}
+    kept = Path(teacher_dir or run_dir) / "teacher"
     if defense.get("teacher_ckpt"):
-        teacher = load_classifier(defense["teacher_ckpt"])
-        extra["teacher_checkpoint"] = str(Path(defense["teacher_ckpt"]).resolve())
+        path = Path(defense["teacher_ckpt"])
+        teacher = _teacher(path, "defense.teacher_ckpt", temperature, data)
+        extra["teacher_checkpoint"] = str(path.resolve())
+    elif (kept / TEACHER_RECORD).is_file():  # a resumed run continues with its own teacher
+        recorded = json.loads((kept / TEACHER_RECORD).read_text())
+        path = kept / recorded["checkpoint"]
+        teacher = _teacher(path, f"the kept teacher {kept}", temperature, data)
+        extra["teacher_checkpoint"] = str(path.resolve())
+        extra["teacher_test_accuracy"] = recorded["test_accuracy"]
     else:
         epochs = defense.get("teacher_epochs") or cfg.trainer.max_epochs
         teacher_model = build_model(model_cfg, data.info)
+        stage_dir = Path(run_dir) / "teacher"
         metrics = fit_stage(teacher_model, temperature_objective(temperature), model_cfg,
-                            run_dir / "teacher", check_positive_int(epochs, "defense.teacher_epochs"),
-                            defense={**defense, "stage": "teacher"})
+                            stage_dir, check_positive_int(epochs, "defense.teacher_epochs"),
+                            defense={**defense, "stage": "teacher", "temperature": temperature})
+        if metrics.pop("is_global_zero", True):  # marks the teacher finished, for a resumed run
+            from robustbench_cli.reporting import atomic_write_text
+
+            atomic_write_text(stage_dir / TEACHER_RECORD,
+                              json.dumps({**metrics, "temperature": temperature}, indent=2) + "\n")
         teacher = teacher_model.eval()
-        extra["teacher_checkpoint"] = str(run_dir / "teacher" / metrics["checkpoint"])
+        extra["teacher_checkpoint"] = str(stage_dir / metrics["checkpoint"])
         extra["teacher_test_accuracy"] = metrics["test_accuracy"]
     return TrainingPlan(student, model_cfg, SoftLabelObjective(teacher, temperature),
                         cfg.trainer.max_epochs, extra_metrics=extra)
+
+
+def trained_temperature(meta: dict) -> float | None:
+    """The softmax temperature a classifier checkpoint was trained at: a distillation
+    teacher's (or student's) recorded defense.temperature; 1 for every other training
+    (plain softmax cross-entropy); None when a distillation record lacks it."""
+    defense = meta.get("defense") or {}
+    if defense.get("name") != "distillation":
+        return 1.0
+    recorded = defense.get("temperature")
+    return None if recorded is None else float(parse_number(recorded, "recorded temperature"))
+
+
+def _teacher(path: Path, what: str, temperature: float, data):
+    """The teacher at `path`, refused unless trained at `temperature` on this data's shape."""
+    from robustbench_cli.checkpoints import META_KEY, build_classifier, classifier_state, read_checkpoint
+
+    content = read_checkpoint(path)
+    meta = content[META_KEY]
+    if "model" not in meta:
+        raise UserError(f"{what} {path} is not a classifier checkpoint")
+    trained_at = trained_temperature(meta)
+    if trained_at != temperature:
+        at = "an unrecorded temperature" if trained_at is None else f"temperature {trained_at:g}"
+        raise UserError(f"{what} {path} was trained at {at}, this run distils at defense.temperature="
+                        f"{temperature:g}: Papernot et al.'s teacher is trained at the student's T "
+                        f"(pass a teacher trained at {temperature:g}, or teacher_ckpt=null to train one)")
+    if meta["model"].get("head", "sce") != "sce":
+        raise UserError(f"{what} {path} has model.head={meta['model']['head']}: soft labels need a "
+                        "softmax (sce) teacher")
+    info = data.info.to_dict()
+    for key in ("num_classes", "channels", "height", "width"):
+        if meta["info"][key] != info[key]:
+            raise UserError(f"{what} {path} was trained with {key}={meta['info'][key]}, "
+                            f"the {info['name']} data has {key}={info[key]}")
+    return build_classifier(meta, classifier_state(content), path)
 
 
 def _prune_plan(defense: dict, data) -> TrainingPlan:

@@ -1,26 +1,35 @@
-"""Mutation-testing detector (Wang et al. 2019): adversarial inputs are more sensitive to
+"""Mutation-testing detector (Wang et al., ICSE 2019): adversarial inputs are more sensitive to
 small random changes of the model than normal ones.
 
 Calibration draws mutants (seeded) with the chosen operators until `max_mutants` of them keep
 at least `min_accuracy_ratio` of the original's accuracy on the clean calibration data (up to
-3 tries per mutant); the normal sensitivity is the mean, over those clean inputs, of the share
-of mutants that change the label, and the threshold is `margin` times it (or `threshold`).
+3 tries per mutant). An input's sensitivity (the paper's label change rate, LCR) is the share
+of mutants whose label differs from the original model's. The normal LCR is measured on the
+calibration inputs the model classifies correctly (`normal_inputs`), and the threshold is
+`rho` times the upper bound of the `confidence` interval of their mean LCR (mean + z std /
+sqrt(n), as the authors' code), or `margin` times the mean (`threshold_rule`), or `threshold`.
 Deciding runs the SPRT per input: every still-undecided input of the batch meets the next
 mutant, until all have decided or the mutants run out; an input still undecided then is
-adversarial if its measured sensitivity is above the threshold. Score = measured sensitivity
+counted as `undecided` says (the authors' code: normal). Score = measured sensitivity
 (label changes / mutants drawn for that input).
 """
+
+import math
+from statistics import NormalDist
 
 import torch
 
 from robustbench_cli.attacks.params import number, positive_int
 from robustbench_cli.detectors.base import Decisions, Detector
-from robustbench_cli.detectors.mutants import OPERATORS, MutantModel
-from robustbench_cli.detectors.params import open_fraction, optional_number
+from robustbench_cli.detectors.mutants import NEURON_SIDES, OPERATORS, SELECTIONS, MutantModel
+from robustbench_cli.detectors.params import choice, open_fraction, optional_number
 from robustbench_cli.detectors.sprt import SPRT
 from robustbench_cli.errors import UserError
 
 ATTEMPTS_PER_MUTANT = 3
+NORMAL_INPUTS = ("correct", "all")
+THRESHOLD_RULES = ("confidence_bound", "margin")
+UNDECIDED = ("normal", "adversarial", "threshold")
 
 
 def operator_list(value) -> list[str]:
@@ -31,20 +40,38 @@ def operator_list(value) -> list[str]:
     return names
 
 
+def confidence_bound(sensitivities: torch.Tensor, confidence: float) -> float:
+    """Upper end of the two-sided `confidence` interval of the mean: mean + z std / sqrt(n),
+    with the population std (numpy's default, as the authors' code; z = 2.58 at 0.99)."""
+    values = sensitivities.double()
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    return float(values.mean() + z * values.std(unbiased=False) / math.sqrt(len(values)))
+
+
 class MutationDetector(Detector):
     name = "mutation"
     score_label = "sensitivity (share of drawn mutants that change the label)"
 
-    def __init__(self, model, *, operators=("nai",), rate=0.01, max_mutants=100,
-                 min_accuracy_ratio=0.9, margin=3.0, threshold=None, alpha=0.05, beta=0.05,
-                 indifference=0.5, head="sce"):
+    def __init__(self, model, *, operators=("nai",), rate=0.05, selection="global",
+                 neuron_side="incoming", max_mutants=500, min_accuracy_ratio=0.9,
+                 normal_inputs="correct", threshold_rule="confidence_bound", rho=1.0,
+                 confidence=0.99, margin=3.0, threshold=None, alpha=0.05, beta=0.05,
+                 indifference=0.1, undecided="normal", head="sce"):
         super().__init__(model, head)
         self.operators = operator_list(operators)
         self.rate = open_fraction("rate", rate)
+        self.selection = choice("selection", selection, SELECTIONS)
+        self.neuron_side = choice("neuron_side", neuron_side, NEURON_SIDES)
         self.max_mutants = positive_int("max_mutants", max_mutants)
         self.min_accuracy_ratio = number("min_accuracy_ratio", min_accuracy_ratio)
         if not 0 <= self.min_accuracy_ratio <= 1:
             raise UserError(f"min_accuracy_ratio must be in [0, 1], got {self.min_accuracy_ratio}")
+        self.normal_inputs = choice("normal_inputs", normal_inputs, NORMAL_INPUTS)
+        self.threshold_rule = choice("threshold_rule", threshold_rule, THRESHOLD_RULES)
+        self.rho = number("rho", rho)
+        if self.rho <= 0:
+            raise UserError(f"rho must be > 0, got {self.rho}")
+        self.confidence = open_fraction("confidence", confidence)
         self.margin = number("margin", margin)
         if self.margin <= 0:
             raise UserError(f"margin must be > 0, got {self.margin}")
@@ -52,10 +79,13 @@ class MutationDetector(Detector):
         self.alpha = open_fraction("alpha", alpha)
         self.beta = open_fraction("beta", beta)
         self.indifference = open_fraction("indifference", indifference)
-        self.mutant_model = MutantModel(model)
+        self.undecided = choice("undecided", undecided, UNDECIDED)
+        self.mutant_model = MutantModel(model, selection=self.selection, neuron_side=self.neuron_side)
         self.mutants = []
         self.attempts = 0
         self.normal_sensitivity = None
+        self.normal_bound = None
+        self.n_normal = None
         self.test = None
 
     def calibrate(self, loader, device, seed) -> None:
@@ -66,6 +96,11 @@ class MutationDetector(Detector):
                 labels.append(y)
                 original.append(self.model(x.to(device)).argmax(1).cpu())
         labels, original = torch.cat(labels), torch.cat(original)
+        normal = (original == labels if self.normal_inputs == "correct"
+                  else torch.ones_like(labels, dtype=torch.bool))
+        if not normal.any():
+            raise UserError("mutation detector: the model gets no calibration input right, so there "
+                            "is no normal sensitivity to measure (normal_inputs=correct)")
         floor = self.min_accuracy_ratio * float((original == labels).double().mean())
         changed = []  # per kept mutant: which calibration inputs it relabels
         while len(self.mutants) < self.max_mutants:
@@ -83,9 +118,14 @@ class MutationDetector(Detector):
                 if float((predicted == labels).double().mean()) >= floor:
                     self.mutants.append(mutant)
                     changed.append(predicted != original)
-        self.normal_sensitivity = float(torch.stack(changed).double().mean())
+        sensitivities = torch.stack(changed).double().mean(0)[normal]  # per normal input: its LCR
+        self.n_normal = len(sensitivities)
+        self.normal_sensitivity = float(sensitivities.mean())
+        self.normal_bound = confidence_bound(sensitivities, self.confidence)
         threshold = self.given_threshold
-        if threshold is None:
+        if threshold is None and self.threshold_rule == "confidence_bound":
+            threshold = self.rho * self.normal_bound
+        elif threshold is None:
             threshold = self.margin * self.normal_sensitivity
         self.test = SPRT(threshold, self.alpha, self.beta, self.indifference)
 
@@ -122,13 +162,23 @@ class MutationDetector(Detector):
             adversarial[active] = says_adversarial
             decided[active] = says_adversarial | says_normal
         sensitivity = (changed / drawn).to(torch.float64)
-        undecided = ~decided
-        adversarial[undecided] = sensitivity[undecided] > self.test.threshold
+        adversarial[~decided] = self.undecided_verdict(sensitivity[~decided])
         return Decisions(sensitivity, adversarial, drawn.long())
 
+    def undecided_verdict(self, sensitivity: torch.Tensor) -> torch.Tensor | bool:
+        """The verdict for inputs the SPRT left undecided when the mutants ran out."""
+        if self.undecided == "threshold":
+            return sensitivity > self.test.threshold
+        return self.undecided == "adversarial"
+
     def summary(self) -> dict:
-        return {"threshold": self.test.threshold,
-                "threshold_from": ("given" if self.given_threshold is not None
-                                   else f"margin={self.margin:g} x normal sensitivity"),
+        if self.given_threshold is not None:
+            source = "given"
+        elif self.threshold_rule == "confidence_bound":
+            source = f"rho={self.rho:g} x {self.confidence:g} upper bound of the normal sensitivity"
+        else:
+            source = f"margin={self.margin:g} x normal sensitivity"
+        return {"threshold": self.test.threshold, "threshold_from": source,
                 "normal_sensitivity": self.normal_sensitivity,
+                "normal_sensitivity_bound": self.normal_bound, "n_normal": self.n_normal,
                 "mutants": len(self.mutants), "mutant_attempts": self.attempts}

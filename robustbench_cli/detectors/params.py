@@ -14,3 +14,11 @@ def open_fraction(key: str, value) -> float:
 
 def optional_number(key: str, value) -> float | None:
     return None if value is None else number(key, value)
+
+
+def choice(key: str, value, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case-insensitive)."""
+    picked = str(value).lower() if isinstance(value, str) else None
+    if picked not in choices:
+        raise UserError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    return picked

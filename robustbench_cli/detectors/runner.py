@@ -3,9 +3,16 @@ it on the other part, clean and under each attack x eps.
 
 Protocol: the evaluated test set is split (seeded) into a calibration part, used only to fit
 the detector (threshold, normal sensitivity), and an evaluation part on which every reported
-number is computed. As in `robust eval`, only points classified correctly when clean are
-attacked; a point the attack does not reach sends its clean image. "Successful" adversarial
-examples are attacked points the model then gets wrong.
+number is computed. Which points are attacked follows `robust eval`'s protocol:
+
+- robust: only points classified correctly when clean are attacked (iterative attacks stop
+  at the first fooling iterate); a point not attacked sends its clean image. "Fooled"
+  (successful) adversarial examples are attacked points the model then gets wrong.
+- all_points: every point is attacked with its label and iterative attacks run in full.
+  "Fooled" counts every point whose adversarial image is misclassified, including points
+  already wrong when clean; detection among those clean-wrong points is reported on its own
+  (detection_rate_clean_wrong), so detection_rate minus them is comparable across protocols
+  via detection_rate_clean_correct.
 """
 
 import time
@@ -19,8 +26,9 @@ from robustbench_cli.detectors.base import Decisions
 from robustbench_cli.detectors.params import open_fraction
 from robustbench_cli.detectors.roc import roc_auc, roc_curve
 from robustbench_cli.errors import UserError
-from robustbench_cli.evaluation.runner import progress_bar, resolve_device
+from robustbench_cli.evaluation.runner import check_protocol, progress_bar, resolve_device
 from robustbench_cli.reporting.formatting import format_eps
+from robustbench_cli.reporting.stats import interval_fields
 
 CLEAN = ("none", 0.0)
 
@@ -29,15 +37,17 @@ CLEAN = ("none", 0.0)
 class _Outcome:
     """Per evaluation point, over the batches: what the point sent and what happened to it."""
 
-    attacked: list = field(default_factory=list)  # attacked (so correct when clean)
+    attacked: list = field(default_factory=list)
+    clean_correct: list = field(default_factory=list)  # the model is right on the clean image
     correct: list = field(default_factory=list)  # the model is right on the input sent
     rejected: list = field(default_factory=list)
     scores: list = field(default_factory=list)
     mutants: list = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, attacked, correct, decisions) -> None:
+    def add(self, attacked, clean_correct, correct, decisions) -> None:
         self.attacked.append(attacked.cpu())
+        self.clean_correct.append(clean_correct.cpu())
         self.correct.append(correct.cpu())
         self.rejected.append(decisions.rejected.cpu())
         self.scores.append(decisions.scores.cpu())
@@ -46,7 +56,8 @@ class _Outcome:
 
     def tensors(self) -> dict:
         return {key: torch.cat(getattr(self, key)) for key in
-                ("attacked", "correct", "rejected", "scores", *(("mutants",) if self.mutants else ()))}
+                ("attacked", "clean_correct", "correct", "rejected", "scores",
+                 *(("mutants",) if self.mutants else ()))}
 
 
 @dataclass
@@ -71,7 +82,8 @@ def calibration_split(n: int, fraction, seed: int) -> tuple[list[int], list[int]
 
 
 def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: str = "sce",
-                  seed: int = 0, batch_size: int = 256, num_workers: int = 0, device: str = "auto",
+                  protocol: str = "robust", seed: int = 0, batch_size: int = 256,
+                  num_workers: int = 0, device: str = "auto",
                   progress: bool = True) -> DetectionReport:
     """Calibrate the detector `detector_cfg` (its config: name, calibration_fraction, params)
     and measure it clean and under each attack spec at each eps > 0."""
@@ -85,18 +97,22 @@ def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: 
         detector = detectors.build(name, model, head=head, **params)
         attackers = {(spec.name, eps): attacks.build(spec.name, model, eps=eps, **spec.params)
                      for spec in specs for eps in eps_list if eps > 0 and spec.name != "none"}
+        all_points = check_protocol(protocol) == "all_points"
+        for attack in attackers.values():
+            attack.stop_at(None if all_points else 1)
         detector.calibrate(_loader(dataset, calibration, batch_size, num_workers), device, seed)
         outcomes = {key: _Outcome() for key in (CLEAN, *attackers)}
         loader = _loader(dataset, evaluation, batch_size, num_workers)
         with progress_bar(progress, len(loader)) as advance:
             for x, y in loader:
-                _measure_batch(model, detector, attackers, x.to(device), y.to(device), outcomes)
+                _measure_batch(model, detector, attackers, x.to(device), y.to(device), outcomes,
+                               all_points)
                 advance()
     finally:
         model.train(was_training)
     settings = {key: value for key, value in detector_cfg.items() if key != "name"}
     return _report(outcomes, {spec.name: spec.params for spec in specs}, detector, settings,
-                   len(calibration))
+                   len(calibration), protocol)
 
 
 def _loader(dataset, indices, batch_size, num_workers) -> DataLoader:
@@ -104,14 +120,15 @@ def _loader(dataset, indices, batch_size, num_workers) -> DataLoader:
                       num_workers=num_workers)
 
 
-def _measure_batch(model, detector, attackers, x, y, outcomes) -> None:
+def _measure_batch(model, detector, attackers, x, y, outcomes, all_points) -> None:
     start = time.perf_counter()
     with torch.no_grad():
         correct = model(x).argmax(1) == y
     clean = detector.decide(x)
-    outcomes[CLEAN].add(torch.zeros_like(correct), correct, clean)
+    outcomes[CLEAN].add(torch.zeros_like(correct), correct, correct, clean)
     outcomes[CLEAN].seconds += time.perf_counter() - start
-    index = correct.nonzero().squeeze(1)
+    attacked = torch.ones_like(correct) if all_points else correct
+    index = attacked.nonzero().squeeze(1)
     for key, attack in attackers.items():
         start = time.perf_counter()
         sent = _copy(clean)  # points not attacked send their clean image
@@ -125,7 +142,7 @@ def _measure_batch(model, detector, attackers, x, y, outcomes) -> None:
             sent.rejected[index] = adversarial.rejected
             if sent.mutants_used is not None:
                 sent.mutants_used[index] = adversarial.mutants_used
-        outcomes[key].add(correct, still_correct, sent)
+        outcomes[key].add(attacked, correct, still_correct, sent)
         outcomes[key].seconds += time.perf_counter() - start
 
 
@@ -142,17 +159,18 @@ def _share(mask: torch.Tensor, within: torch.Tensor | None = None):
     return int(mask.sum()) / len(mask) if len(mask) else None
 
 
-def _report(outcomes, attack_params, detector, detector_params, n_calibration) -> DetectionReport:
+def _report(outcomes, attack_params, detector, detector_params, n_calibration,
+            protocol) -> DetectionReport:
     clean = outcomes[CLEAN].tensors()
     summary = detector.summary()
-    shared = {"detector": detector.name, "n": len(clean["correct"]),
+    shared = {"detector": detector.name, "protocol": protocol, "n": len(clean["correct"]),
               "n_calibration": n_calibration, "clean_accuracy": _share(clean["correct"]),
               "false_positive_rate": _share(clean["rejected"]), **summary,
               "detector_params": detector_params}
     rows = [{
         "attack": CLEAN[0], "eps": CLEAN[1],
         # Clean inputs: a rejected one is lost, right or wrong.
-        "accuracy": _share(clean["correct"] & ~clean["rejected"]),
+        **_accuracy(clean["correct"] & ~clean["rejected"]),
         "accuracy_without_detector": _share(clean["correct"]),
         **_mutants(clean, None), "seconds": round(outcomes[CLEAN].seconds, 4), **shared,
     }]
@@ -162,6 +180,7 @@ def _report(outcomes, attack_params, detector, detector_params, n_calibration) -
             continue
         sent = outcome.tensors()
         attacked, fooled = sent["attacked"], sent["attacked"] & ~sent["correct"]
+        clean_wrong = attacked & ~sent["clean_correct"]
         auc = None
         if fooled.any():
             label, fooling_scores = f"{name} eps={format_eps(eps)}", sent["scores"][fooled]
@@ -171,17 +190,26 @@ def _report(outcomes, attack_params, detector, detector_params, n_calibration) -
         rows.append({
             "attack": name, "eps": eps,
             # What an attacker sends: rejecting it is a defence, answering it must be right.
-            "accuracy": _share(sent["rejected"] | sent["correct"]),
+            **_accuracy(sent["rejected"] | sent["correct"]),
             "accuracy_without_detector": _share(sent["correct"]),
             "n_attacked": int(attacked.sum()), "n_successful": int(fooled.sum()),
             "detection_rate": _share(sent["rejected"], fooled),
             "detection_rate_attacked": _share(sent["rejected"], attacked),
+            "detection_rate_clean_correct": _share(sent["rejected"], fooled & sent["clean_correct"]),
+            "n_clean_wrong": int(clean_wrong.sum()),
+            "detection_rate_clean_wrong": _share(sent["rejected"], clean_wrong),
             "roc_auc": auc,
             **_mutants(sent, attacked), "seconds": round(outcome.seconds, 4), **shared,
             "params": attack_params[name],
         })
     return DetectionReport(rows, clean["scores"].tolist(), successful_scores, curves,
                            summary["threshold"], detector.score_label)
+
+
+def _accuracy(counted: torch.Tensor) -> dict:
+    """accuracy with its 95% Wilson interval."""
+    hits = int(counted.sum())
+    return {"accuracy": _share(counted), **interval_fields(hits, len(counted))}
 
 
 def _mutants(outcome: dict, within) -> dict:

@@ -2,7 +2,8 @@
 random mutant changes its label), as Wang et al. use it to stop drawing mutants early.
 
 H_normal: sensitivity <= threshold - delta; H_adversarial: sensitivity >= threshold + delta,
-with delta = indifference x threshold. After n mutants of which k changed the label, the log
+with delta = indifference x threshold (Wang et al.: delta = 0.1 x threshold, alpha = beta =
+0.05; the authors' code calls it relaxScale). After n mutants of which k changed the label, the log
 likelihood ratio (adversarial over normal) is
     k log(p_adv / p_norm) + (n - k) log((1 - p_adv) / (1 - p_norm));
 the test says adversarial once it reaches log((1 - beta) / alpha) and normal once it falls to
@@ -30,7 +31,7 @@ class SPRT:
             raise UserError(
                 f"the sensitivity threshold {self.threshold:.4g} leaves no room for the test: it "
                 f"must be > 0 and threshold x (1 + indifference) < 1 (change detector.rate, "
-                f"detector.margin or detector.threshold)")
+                f"detector.rho, detector.threshold_rule or detector.threshold)")
 
     @property
     def p_normal(self) -> float:

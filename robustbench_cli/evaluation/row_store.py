@@ -1,69 +1,76 @@
 """Saves each finished result row at once, so an interrupted `robust eval` resumes.
 
-results.json (and .csv/.md) hold the rows finished so far; robust_points.pt holds, per
-row, which points survived (tensor-only, for the worst case over attacks). Both are
-written atomically: a kill leaves the previous complete version, never half a file.
+results.json (and .csv/.md) hold the rows finished so far; points.npz holds, per row, each
+point's outcome (for the worst case over attacks, the paired tests of the notes and
+resuming). Both are written atomically: a kill leaves the previous complete version, never
+half a file.
 """
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 
 from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.runner import WORST_CASE, Finished
 from robustbench_cli.reporting import table_notes, write_results
+from robustbench_cli.reporting.points import (
+    CLEAN,
+    TOP5_SUFFIX,
+    read_points,
+    row_key,
+    row_outcomes,
+    write_points,
+)
+from robustbench_cli.reporting.rows import series_name
 
-POINTS_FILE = "robust_points.pt"
-IDENTITY_KEYS = ("model", "dataset", "checkpoint_sha256", "n", "seed")
+IDENTITY_KEYS = ("model", "dataset", "checkpoint_sha256", "n", "seed", "protocol")
 
 
 class RowStore:
     def __init__(self, run_dir, identity: dict):
+        from pathlib import Path
+
         self.run_dir = Path(run_dir)
         self.identity = identity
         self.rows: list[dict] = []
-        self.points: dict[str, torch.Tensor] = {}
+        self.points: dict = {}  # row_key -> numpy bool array (and CLEAN, and top-5 arrays)
+
+    def notes(self) -> list[str]:
+        return table_notes(self.rows, row_outcomes(self.rows, self.points))
 
     def save(self, finished: Finished) -> None:
         row = {**finished.row, **self.identity}
         self.rows.append(row)
-        if row["attack"] != WORST_CASE:
-            self.points[_key(row["attack"], row["eps"])] = finished.robust
-            self._write_points()
-        write_results(self.run_dir, self.rows, table_notes(self.rows))
+        key = row_key(row)
+        self.points[key] = finished.correct.numpy()
+        if finished.top5 is not None:
+            self.points[key + TOP5_SUFFIX] = finished.top5.numpy()
+        if finished.clean is not None:
+            self.points[CLEAN] = finished.clean.numpy()
+        write_points(self.run_dir, self.points)
+        write_results(self.run_dir, self.rows, self.notes())
 
     def load(self) -> dict:
-        """Rows finished by an earlier run into this folder, keyed by (attack, eps)."""
-        results, points_file = self.run_dir / "results.json", self.run_dir / POINTS_FILE
-        if not results.is_file() or not points_file.is_file():
+        """Rows finished by an earlier run into this folder, keyed as AttackSpec.key(eps)."""
+        results = self.run_dir / "results.json"
+        points = read_points(self.run_dir)
+        if not results.is_file() or not points:
             return {}
         rows = json.loads(results.read_text())
-        points = torch.load(points_file, weights_only=True)
         for row in rows:
             for key in IDENTITY_KEYS:
                 if key in self.identity and row.get(key) != self.identity[key]:
                     raise UserError(f"cannot resume in {self.run_dir}: its results have {key}="
                                     f"{row.get(key)!r}, this run {self.identity[key]!r}")
-        return {(r["attack"], r["eps"]): Finished(_strip(r, self.identity), points[key])
-                for r in rows if r["attack"] != WORST_CASE
-                and (key := _key(r["attack"], r["eps"])) in points}
-
-    def _write_points(self) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".robust_points.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.points, tmp)
-            os.replace(tmp, self.run_dir / POINTS_FILE)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        clean = _tensor(points.get(CLEAN))
+        return {(series_name(r), r["eps"], r.get("check")):
+                Finished(_strip(r, self.identity), _tensor(points[key]),
+                         _tensor(points.get(key + TOP5_SUFFIX)), clean)
+                for r in rows if r["attack"] != WORST_CASE and (key := row_key(r)) in points}
 
 
-def _key(attack: str, eps: float) -> str:
-    return f"{attack}@{eps!r}"
+def _tensor(array):
+    return None if array is None else torch.from_numpy(array.copy())
 
 
 def _strip(row: dict, identity: dict) -> dict:

@@ -1,14 +1,25 @@
-"""The attack x eps sweep, one result row at a time.
+"""The attack x eps sweep, one result row at a time, under one of two protocols.
 
-Protocol (DESIGN.md): robust accuracy is over all n points; a point misclassified when
-clean counts as a failure and is never attacked; the worst case over several attacks
-counts a point as robust only if it survives every one of them.
+- `robust` (RobustBench; the default): a point counts only if it is correct clean and under
+  attack; clean-wrong points are never attacked. Iterative attacks stop a point at its first
+  fooling iterate. With top-5, every clean-top-5-correct point is attacked, a point counts at
+  top-5 only if its true class is in both its clean and its adversarial top-5, and iterative
+  attacks stop a point only once its true class has left the top-5.
+- `all_points` (Kurakin et al. 2017, document 004): every point is attacked with its label
+  (true or predicted, per attack) and the accuracy is that of the adversarial images, which
+  can exceed the clean accuracy (label leaking). Iterative attacks run every iteration.
 
-Clean predictions are computed once (under inference mode) and reused by every row. Each
-(attack, eps) row is finished before the next starts and handed to `on_row`, so a caller
-can save it at once; rows given in `finished` (from an interrupted run) are not recomputed.
+The worst case over several attacks counts a point only if it survives every one of them.
+With `sanity`, each white-box attack is also run at an unbounded budget (L-inf eps 1, L2 the
+image's diameter), where a working attack leaves ~0% (Carlini et al. 2019): a row marked
+`check: sanity`.
+
+Clean predictions are computed once (under inference mode) and reused by every row. Each row
+is finished before the next starts and handed to `on_row`, so a caller can save it at once;
+rows given in `finished` (from an interrupted run) are not recomputed.
 """
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,7 +30,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from robustbench_cli import attacks
+from robustbench_cli.attacks.base import in_top_k
+from robustbench_cli.errors import UserError
+from robustbench_cli.reporting.rows import SANITY_CHECK, series_name
+from robustbench_cli.reporting.stats import interval_fields
 
+PROTOCOLS = ("robust", "all_points")
+TOP5_CHOICES = ("auto", "true", "false")
 WORST_CASE = "worst_case"
 
 
@@ -27,14 +44,22 @@ WORST_CASE = "worst_case"
 class AttackSpec:
     name: str
     params: dict = field(default_factory=dict)  # everything but eps
+    check: str | None = None  # "sanity": the unbounded-budget check of a white-box attack
+
+    def key(self, eps: float) -> tuple:
+        """What tells its row apart: the series (attack and label mode), eps and check."""
+        return series_name({"attack": self.name, "label": self.params.get("label")}), eps, self.check
 
 
 @dataclass
 class Finished:
-    """A computed row and, per point, whether it survived (for the worst case)."""
+    """A computed row and, per point, whether it counts as correct (top-1, and top-5 where
+    reported) under the row's attack and protocol."""
 
     row: dict
-    robust: torch.Tensor  # bool, one per evaluated point
+    correct: torch.Tensor  # bool, one per evaluated point
+    top5: torch.Tensor | None = None
+    clean: torch.Tensor | None = None  # the clean top-1 outcomes the row is paired with
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,42 +68,77 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _top5_hits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    k = min(5, logits.shape[1])
-    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1)
+def check_protocol(protocol) -> str:
+    if protocol not in PROTOCOLS:
+        raise UserError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    return protocol
+
+
+def check_top5(value) -> str:
+    choice = {True: "true", False: "false"}.get(value, value)
+    if choice not in TOP5_CHOICES:
+        raise UserError(f"top5 must be one of {', '.join(TOP5_CHOICES)}, got {value!r}")
+    return choice
+
+
+def sanity_specs(specs: list[AttackSpec], image_numel: int) -> list[tuple[AttackSpec, float]]:
+    """The unbounded-budget check for each white-box (gradient, L-inf or L2) attack: the
+    attack itself if it iterates, else PGD of its norm with its label; one check per attack
+    name and label, iterating attacks first (a one-step attack's PGD may already be there)."""
+    classes = [(spec, attacks.attack_class(spec.name)) for spec in specs if not spec.check]
+    white_box = [(spec, cls) for spec, cls in classes
+                 if cls.uses_gradients and cls.norm in ("linf", "l2")]
+    checks, seen = [], set()
+    for spec, cls in sorted(white_box, key=lambda item: not item[1].iterative):
+        label = str(spec.params.get("label", "true")).lower()
+        if cls.iterative:
+            check = AttackSpec(spec.name, dict(spec.params), SANITY_CHECK)
+        else:
+            check = AttackSpec(f"pgd_{cls.norm}", {"label": label}, SANITY_CHECK)
+        if (check.name, label) not in seen:
+            seen.add((check.name, label))
+            budget = 1.0 if cls.norm == "linf" else math.sqrt(image_numel)  # [0, 1]^d's diameter
+            checks.append((check, budget))
+    return checks
 
 
 def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list: list[float], *,
+             protocol: str = "robust", top5="auto", sanity: bool = False,
              batch_size: int = 256, num_workers: int = 0, device: str = "auto",
              progress: bool = True, worst_case: bool | None = None,
-             finished: dict | None = None, on_row: Callable[[Finished], None] | None = None) -> list[dict]:
+             finished: dict | None = None,
+             on_row: Callable[[Finished], None] | None = None) -> list[dict]:
     """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows,
-    plus a worst-case row per eps (by default when there are several attacks).
+    plus a worst-case row per eps (by default when there are several attacks) and, with
+    `sanity`, one unbounded-budget row per white-box attack.
 
-    `finished` maps (attack, eps) to a Finished row already computed; `on_row` is called with
-    every row as soon as it is done, computed or not."""
+    `finished` maps AttackSpec.key(eps) to a Finished row already computed; `on_row` is
+    called with every row as soon as it is done, computed or not."""
+    protocol, top5 = check_protocol(protocol), check_top5(top5)
     worst_case = len(specs) > 1 if worst_case is None else worst_case
     finished = dict(finished or {})
     device = resolve_device(device)
+    jobs = [(s, eps) for s in specs for eps in eps_list]
+    if sanity:
+        jobs += sanity_specs(specs, dataset[0][0].numel())
     was_training = model.training
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    todo = [(s, eps) for s in specs for eps in eps_list if (s.name, eps) not in finished]
+    todo = [(spec, eps) for spec, eps in jobs if spec.key(eps) not in finished]
     try:
         with progress_bar(progress, len(loader) * (len(todo) + 1)) as advance:
-            clean = _clean_pass(model, loader, device, advance)
+            clean = _clean_pass(model, loader, device, advance, protocol, top5)
             rows = []
-            for spec in specs:
-                for eps in eps_list:
-                    if (spec.name, eps) not in finished:
-                        finished[spec.name, eps] = _attack_row(model, loader, spec, eps, clean,
-                                                               device, advance)
-                    rows.append(finished[spec.name, eps])
-                    if on_row:
-                        on_row(finished[spec.name, eps])
+            for spec, eps in jobs:
+                key = spec.key(eps)
+                if key not in finished:
+                    finished[key] = _attack_row(model, loader, spec, eps, clean, device, advance)
+                rows.append(finished[key])
+                if on_row:
+                    on_row(finished[key])
             if worst_case:
                 for eps in eps_list:
-                    row = _worst_case_row([finished[s.name, eps] for s in specs], eps, clean)
+                    row = _worst_case_row([finished[s.key(eps)] for s in specs], eps, clean)
                     rows.append(row)
                     if on_row:
                         on_row(row)
@@ -92,37 +152,69 @@ class _Clean:
     correct: torch.Tensor  # bool per point, on the CPU
     top5: torch.Tensor
     with_top5: bool
+    protocol: str
 
-    def row(self, **fields) -> dict:
-        n = len(self.correct)
-        return {**fields, "n": n, "clean_accuracy": self.correct.float().mean().item(),
-                "clean_top5": self.top5.float().mean().item() if self.with_top5 else None}
+    @property
+    def attacked(self) -> torch.Tensor:
+        """The points an attack runs on."""
+        if self.protocol == "all_points":
+            return torch.ones_like(self.correct)
+        return self.top5 if self.with_top5 else self.correct
+
+    def counted(self, correct: torch.Tensor, top5: torch.Tensor | None):
+        """Per point, whether it counts (top-1, top-5) given its adversarial outcomes."""
+        if self.protocol == "robust":
+            correct = correct & self.correct
+            top5 = None if top5 is None else top5 & self.top5
+        return correct, top5
+
+    def row(self, correct: torch.Tensor, top5: torch.Tensor | None, **fields) -> dict:
+        n, hits = len(correct), int(correct.sum())
+        row = {**fields, "protocol": self.protocol, "accuracy": hits / n,
+               **interval_fields(hits, n), "n": n, "correct": hits}
+        if top5 is not None:
+            top5_hits = int(top5.sum())
+            row.update(top5=top5_hits / n, top5_correct=top5_hits, **interval_fields(top5_hits, n, "top5_"))
+        else:
+            row["top5"] = None
+        clean_hits = int(self.correct.sum())
+        row.update(clean_accuracy=clean_hits / n,
+                   clean_top5=self.top5.float().mean().item() if self.with_top5 else None)
+        return _ordered(row)
 
 
-def _clean_pass(model, loader, device, advance) -> _Clean:
-    correct, top5, classes = [], [], 0
+def _clean_pass(model, loader, device, advance, protocol, top5) -> _Clean:
+    correct, hits, classes = [], [], 0
     with torch.inference_mode():
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x)
             correct.append((logits.argmax(1) == y).cpu())
-            top5.append(_top5_hits(logits, y).cpu())
+            hits.append(in_top_k(logits, y, 5).cpu())
             classes = logits.shape[1]
             advance()
-    return _Clean(torch.cat(correct), torch.cat(top5), classes > 5)
+    if top5 == "true" and classes <= 5:
+        raise UserError(f"top5=true needs more than 5 classes, the model predicts {classes}")
+    with_top5 = classes > 5 if top5 == "auto" else top5 == "true"
+    return _Clean(torch.cat(correct), torch.cat(hits), with_top5, protocol)
 
 
 def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, device,
                 advance) -> Finished:
-    """Attack the still-correct points of every batch; the row and who survived."""
+    """Attack the points the protocol attacks, batch by batch; the row and who counts."""
     attack = attacks.build(spec.name, model, eps=eps, **spec.params)
-    robust, top5 = clean.correct.clone(), clean.top5.clone()
+    with_top5 = clean.with_top5 and not spec.check
+    if clean.protocol == "all_points" and not spec.check:
+        attack.stop_at(None)  # accuracy of the finished adversarial images
+    else:
+        attack.stop_at(5 if with_top5 else 1)
+    correct, top5 = clean.correct.clone(), clean.top5.clone()
     stats: dict[str, float] = defaultdict(float)
     seconds, offset = 0.0, 0
     for x, y in loader:
         batch = slice(offset, offset + len(y))
         offset += len(y)
-        idx = clean.correct[batch].nonzero().squeeze(1)
+        idx = clean.attacked[batch].nonzero().squeeze(1)
         if attack.eps > 0 and len(idx) and spec.name != "none":
             x, y = x[idx].to(device), y[idx].to(device)
             start = time.perf_counter()
@@ -131,32 +223,35 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
                 adv_logits = model(x_adv)
             seconds += time.perf_counter() - start
             points = idx + batch.start
-            robust[points] = (adv_logits.argmax(1) == y).cpu()
-            top5[points] = _top5_hits(adv_logits, y).cpu()
+            correct[points] = (adv_logits.argmax(1) == y).cpu()
+            top5[points] = in_top_k(adv_logits, y, 5).cpu()
             for key, value in getattr(attack, "stats", {}).items():
                 stats[key] += value
         advance()
-    row = clean.row(attack=spec.name, eps=eps, accuracy=robust.float().mean().item(),
-                    top5=top5.float().mean().item() if clean.with_top5 else None,
-                    correct=int(robust.sum()), seconds=round(seconds, 4))
+    correct, top5 = clean.counted(correct, top5 if with_top5 else None)
+    row = clean.row(correct, top5, attack=spec.name, eps=eps, seconds=round(seconds, 4))
+    if spec.check:
+        row["check"] = spec.check
+    if "label" in spec.params:
+        row["label"] = attack.label  # series_name tells true- and predicted-label rows apart
     row.update({k: int(v) if float(v).is_integer() else v for k, v in stats.items()})
     row["params"] = spec.params
-    return Finished(_ordered(row), robust)
+    return Finished(row, correct, top5, clean.correct)
 
 
 def _worst_case_row(rows: list[Finished], eps: float, clean: _Clean) -> Finished:
-    survived = torch.stack([f.robust for f in rows]).all(dim=0)
-    row = clean.row(attack=WORST_CASE, eps=eps, accuracy=survived.float().mean().item(), top5=None,
-                    correct=int(survived.sum()), seconds=round(sum(f.row["seconds"] for f in rows), 4))
-    return Finished(_ordered(row), survived)
+    survived = torch.stack([f.correct for f in rows]).all(dim=0)
+    row = clean.row(survived, None, attack=WORST_CASE, eps=eps,
+                    seconds=round(sum(f.row["seconds"] for f in rows), 4))
+    return Finished(row, survived, None, clean.correct)
 
 
-FIRST_COLUMNS = ("attack", "eps", "accuracy", "top5", "n", "correct", "seconds", "clean_accuracy",
-                 "clean_top5")
+FIRST_COLUMNS = ("attack", "eps", "protocol", "accuracy", "ci_low", "ci_high", "top5", "n",
+                 "correct", "seconds", "clean_accuracy", "clean_top5")
 
 
 def _ordered(row: dict) -> dict:
-    return {**{k: row[k] for k in FIRST_COLUMNS}, **row}
+    return {**{k: row[k] for k in FIRST_COLUMNS if k in row}, **row}
 
 
 @contextmanager

@@ -26,10 +26,37 @@ class Normalize(nn.Module):
 class Classifier(nn.Module):
     """Images in [0, 1] (NCHW) -> logits (N, classes); attacks and eps stay in pixel space."""
 
-    def __init__(self, normalize: Normalize, net: nn.Module):
+    def __init__(self, normalize: Normalize, net: nn.Module, guide_layer: str | None = None):
         super().__init__()
         self.normalize = normalize
         self.net = net
+        # The topmost feature map (the model config's `guide_layer`, resolved to its
+        # named_modules() name): what HGD's feature-guided loss compares. Not a weight.
+        self.guide_layer = guide_layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
+
+
+def resolve_layer(model: nn.Module, name) -> str | None:
+    """The `named_modules()` name of layer `name`, or None when there is no such layer.
+
+    A dotted part that is a negative integer counts from the end of its parent's children
+    ("net.-2": the second-to-last layer of `net`), so a config can name "the last hidden
+    layer" of a network whose depth it does not fix."""
+    if not isinstance(name, str) or not name:
+        return None
+    module, parts = model, []
+    for part in name.split("."):
+        children = dict(module.named_children())
+        if part.startswith("-") and part[1:].isdigit():
+            names = list(children)
+            index = len(names) + int(part)
+            if not 0 <= index < len(names):
+                return None
+            part = names[index]
+        if part not in children:
+            return None
+        module = children[part]
+        parts.append(part)
+    return ".".join(parts)

@@ -6,7 +6,7 @@ from torch import nn
 
 from robustbench_cli.errors import UserError
 from robustbench_cli.models import MODEL_NAMES
-from robustbench_cli.models.classifier import Classifier, Normalize
+from robustbench_cli.models.classifier import Classifier, Normalize, resolve_layer
 from robustbench_cli.models.cnn import build_cnn
 from robustbench_cli.models.inception import build_inception_v3
 from robustbench_cli.models.mlp import build_mlp
@@ -28,7 +28,31 @@ def build_model(cfg, info) -> Classifier:
     _check_info(info)
     options = read_arch_options(cfg)
     net = BUILDERS[name](cfg, info, options)
-    return Classifier(Normalize(info.mean, info.std), net)
+    model = Classifier(Normalize(info.mean, info.std), net)
+    model.guide_layer = _guide_layer(cfg, name, model)
+    return model
+
+
+def _guide_layer(cfg, name: str, model: Classifier) -> str | None:
+    """model.guide_layer resolved against the built model; a config recorded before the key
+    existed (an older checkpoint) gets the shipped conf/model/NAME.yaml value."""
+    layer = cfg.get("guide_layer") if "guide_layer" in cfg else _shipped_guide_layer(name)
+    if layer is None:
+        return None
+    resolved = resolve_layer(model, layer)
+    if resolved is None:
+        raise UserError(f"model.guide_layer {layer!r} is not a layer of model {name} (name one "
+                        "from named_modules(), e.g. net.features; a negative index counts from the end)")
+    return resolved
+
+
+def _shipped_guide_layer(name: str) -> str | None:
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    shipped = files("robustbench_cli.conf").joinpath("model", f"{name}.yaml")
+    return OmegaConf.create(shipped.read_text()).get("guide_layer") if shipped.is_file() else None
 
 
 def _check_info(info) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from robustbench_cli.errors import UserError
-from robustbench_cli.models.activations import ACTIVATION_NAMES, activation_factory
+from robustbench_cli.models.activations import ACTIVATION_NAMES, DEFAULT_BETA, activation_factory
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def read_arch_options(cfg) -> ArchOptions:
         raise UserError(
             f"unknown model.activation {activation!r}; known: {', '.join(ACTIVATION_NAMES)}"
         )
-    beta = cfg.get("activation_beta", 1.0)
+    beta = cfg.get("activation_beta", DEFAULT_BETA)
     if not _is_number(beta) or beta < 0:
         raise UserError(f"model.activation_beta must be a number >= 0, got {beta!r}")
     return ArchOptions(float(width), activation, activation_factory(activation, float(beta)))

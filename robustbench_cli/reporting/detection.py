@@ -27,6 +27,8 @@ def format_mean(value, missing="-") -> str:
 # inputs rejected; of attacked: of all attacked points' inputs; FPR: share of clean inputs
 # rejected; acc+reject: accuracy of classifier + detector (a rejected adversarial input counts
 # as defended, a rejected clean one as an error); acc: the classifier alone on those inputs.
+# Under protocol=all_points clean-wrong points are attacked too: they count as fooled when
+# their adversarial image is wrong, and their own detection rate has its own column.
 MEASURES = (
     ("n", "n", format_plain),
     ("attacked", "n_attacked", format_plain),
@@ -36,11 +38,14 @@ MEASURES = (
     ("FPR %", "false_positive_rate", format_percent),
     ("AUC", "roc_auc", format_auc),
     ("mutants", "mean_mutants", format_mean),
+    ("clean-wrong", "n_clean_wrong", format_plain),
+    ("of clean-wrong %", "detection_rate_clean_wrong", format_percent),
     ("acc+reject %", "accuracy", format_percent),
     ("acc %", "accuracy_without_detector", format_percent),
 )
 
 
+CLEAN_WRONG_KEYS = ("n_clean_wrong", "detection_rate_clean_wrong")  # all_points only
 WIDE_TABLE = 140  # characters: every column at full width
 
 
@@ -54,7 +59,10 @@ def detection_cells(rows):
     column only for detectors that draw mutants."""
     keys = (["detector"] if len({row.get("detector") for row in rows}) > 1 else [])
     keys += varying_identity_keys(rows)
-    measures = [m for m in MEASURES if m[1] != "mean_mutants" or any(m[1] in row for row in rows)]
+    all_points = any(row.get("protocol") == "all_points" for row in rows)
+    measures = [m for m in MEASURES
+                if (m[1] != "mean_mutants" or any(m[1] in row for row in rows))
+                and (all_points or m[1] not in CLEAN_WRONG_KEYS)]
     headers = [*keys, "attack", "eps", *(header for header, _, _ in measures)]
     body = [
         [

@@ -15,6 +15,14 @@ def format_percent(fraction, missing="-") -> str:
     return missing if fraction is None else f"{100 * float(fraction):.2f}"
 
 
+def format_with_interval(fraction, low, high, missing="-") -> str:
+    """A percentage with +- the half-width of its interval (Wilson intervals are nearly
+    symmetric away from 0% and 100%; the exact bounds are in the row's ci_low/ci_high)."""
+    if fraction is None or low is None or high is None:
+        return format_percent(fraction, missing)
+    return f"{format_percent(fraction)} ± {100 * (high - low) / 2:.2f}"
+
+
 def format_plain(value, missing="-") -> str:
     return missing if value is None else str(value)
 

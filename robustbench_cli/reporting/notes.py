@@ -1,46 +1,73 @@
 """Warnings about results that the field treats as signs of a broken evaluation.
 
-Each note is one line. Rows are compared only within one model/dataset/defense/checkpoint/seed.
+Each note is one line. Rows are compared only within one identity (model, dataset, defense,
+checkpoint, seed, protocol). A note that compares two rows pairs their per-point outcomes
+(points.npz) and fires only when McNemar's exact test finds the difference significant at
+1%: a single image more or less is noise, not gradient masking. Rows without per-point
+outcomes are never compared. The sanity note fires when a white-box attack at an unbounded
+budget leaves more than 1% accuracy.
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from robustbench_cli.reporting.formatting import format_eps, format_percent
 from robustbench_cli.reporting.rows import (
     describe_identity,
     eps_key,
     group_by_identity,
+    is_check,
     series_name,
     threat_norm,
     varying_identity_keys,
 )
+from robustbench_cli.reporting.stats import NOTE_LEVEL, mcnemar
 
 ONE_STEP_PREFIXES = ("fgsm", "step_", "fast_")
 BLACK_BOX_OR_NOISE = ("nes", "transfer", "gaussian", "random_sign", "trunc_normal")
 NOT_WHITE_BOX = ("none", "worst_case")  # worst_case may include black-box attacks
 MULTI_STEP_REFERENCE = "pgd_linf"
-RISE_TOLERANCE = 0.005  # half a percentage point: smaller rises are sampling noise
-LABEL_LEAK_MARGIN = 0.01
 PREDICTED_LABEL_SUFFIX = "_pred"
-# Above-clean checks allow for float rounding only: under the protocol it can never happen.
-ROUNDING = 1e-9
+SANITY_FLOOR = 0.01  # accuracy allowed at an unbounded budget
 
 
-def table_notes(rows) -> list[str]:
-    """Human-readable, one-line warnings about suspicious rows (empty when nothing is odd)."""
+@dataclass
+class _Result:
+    row: dict
+    correct: object = None  # per-point outcomes (bool sequence) or None
+    clean: object = None  # the clean outcomes of the same points
+
+    @property
+    def accuracy(self) -> float:
+        return self.row["accuracy"]
+
+
+def table_notes(rows, outcomes=None) -> list[str]:
+    """Human-readable, one-line warnings about suspicious rows (empty when nothing is odd).
+
+    `outcomes`, aligned with `rows`, gives each row's {"correct": per-point bools, "clean":
+    the clean ones} (see reporting.points.row_outcomes), or None where unknown."""
     rows = list(rows)
+    outcomes = list(outcomes) if outcomes is not None else [None] * len(rows)
+    results = [_Result(row, *((o["correct"], o.get("clean")) if o else ())) for row, o in zip(rows, outcomes)]
     keys = varying_identity_keys(rows)
-    notes = []
+    by_identity = defaultdict(list)
     for values, group in group_by_identity(rows, keys).items():
+        members = {id(row) for row in group}
+        by_identity[values] = [r for r in results if id(r.row) in members]
+    notes = []
+    for values, group in by_identity.items():
         prefix = f"[{describe_identity(keys, values)}] " if keys else ""
         notes += [prefix + note for note in _group_notes(group)]
     return notes
 
 
-def _group_notes(rows) -> list[str]:
-    strongest = _strongest_by_series(rows)
+def _group_notes(results) -> list[str]:
+    attacks = [r for r in results if r.row["attack"] != "none" and r.row.get("accuracy") is not None]
+    strongest = _strongest_by_series([r for r in attacks if not is_check(r.row)])
     return [
-        *_above_clean(rows),
+        *_sanity(attacks),
+        *_above_clean(attacks),
         *_one_step_beats_pgd(strongest),
         *_rising_with_eps(strongest),
         *_black_box_beats_white_box(strongest),
@@ -48,20 +75,33 @@ def _group_notes(rows) -> list[str]:
     ]
 
 
-def _strongest_by_series(rows) -> dict:
-    """{series: {eps: lowest accuracy}}; repeated runs count by their strongest result."""
+def _strongest_by_series(results) -> dict:
+    """{series: {eps: the result with the lowest accuracy}}; repeated runs count by their
+    strongest result."""
     strongest = defaultdict(dict)
-    for row in rows:
-        if row["attack"] == "none" or row.get("accuracy") is None:
-            continue
-        by_eps = strongest[series_name(row)]
-        eps = eps_key(row["eps"])
-        by_eps[eps] = min(row["accuracy"], by_eps.get(eps, row["accuracy"]))
+    for result in results:
+        by_eps = strongest[series_name(result.row)]
+        eps = eps_key(result.row["eps"])
+        if eps not in by_eps or result.accuracy < by_eps[eps].accuracy:
+            by_eps[eps] = result
     return strongest
+
+
+def significantly_below(low, high) -> float | None:
+    """McNemar's p when `low` (per-point outcomes) is right on significantly fewer of the same
+    points than `high`; None when it is not, or the outcomes cannot be paired."""
+    if low is None or high is None or len(low) != len(high):
+        return None
+    p, only_low, only_high = mcnemar(low, high)
+    return p if only_high > only_low and p < NOTE_LEVEL else None
 
 
 def _pct(fraction) -> str:
     return f"{format_percent(fraction)}%"
+
+
+def _p(p: float) -> str:
+    return f"McNemar p={p:.2g}"
 
 
 def _is_one_step(series) -> bool:
@@ -76,15 +116,31 @@ def _is_white_box(series) -> bool:
     return series not in NOT_WHITE_BOX and not _is_black_box_or_noise(series)
 
 
-def _above_clean(rows):
-    for row in rows:
-        clean, accuracy = row.get("clean_accuracy"), row.get("accuracy")
-        if row["attack"] == "none" or clean is None or accuracy is None:
-            continue
-        if accuracy > clean + ROUNDING:
+def _failed_sanity(row) -> bool:
+    return is_check(row) and row.get("accuracy") is not None and row["accuracy"] > SANITY_FLOOR
+
+
+def _sanity(results):
+    for result in results:
+        if _failed_sanity(result.row):
             yield (
-                f"{series_name(row)} at eps={format_eps(row['eps'])}: accuracy {_pct(accuracy)} is "
-                f"above the clean accuracy {_pct(clean)} (possible label leaking or gradient masking)"
+                f"sanity check failed: {series_name(result.row)} at an unbounded budget "
+                f"(eps={format_eps(result.row['eps'])}) leaves {_pct(result.accuracy)} accuracy "
+                f"(more than {_pct(SANITY_FLOOR)}): the attack does not reach the decision "
+                f"boundary (gradient masking or a broken attack); its bounded rows overstate robustness"
+            )
+
+
+def _above_clean(results):
+    for result in results:
+        if is_check(result.row):
+            continue
+        p = significantly_below(result.clean, result.correct)
+        if p is not None:
+            yield (
+                f"{series_name(result.row)} at eps={format_eps(result.row['eps'])}: accuracy "
+                f"{_pct(result.accuracy)} is above the clean accuracy "
+                f"{_pct(result.row['clean_accuracy'])} ({_p(p)}): label leaking or gradient masking"
             )
 
 
@@ -93,44 +149,51 @@ def _one_step_beats_pgd(strongest):
     for series, by_eps in strongest.items():
         if not _is_one_step(series):
             continue
-        for eps, accuracy in sorted(by_eps.items()):
-            if eps in reference and accuracy < reference[eps]:
+        for eps, result in sorted(by_eps.items()):
+            pgd = reference.get(eps)
+            p = significantly_below(result.correct, pgd.correct) if pgd else None
+            if p is not None:
                 yield (
                     f"{series} at eps={format_eps(eps)} is stronger than {MULTI_STEP_REFERENCE} "
-                    f"({_pct(accuracy)} < {_pct(reference[eps])}): a one-step attack beating PGD "
-                    f"suggests gradient masking or too few PGD steps"
+                    f"({_pct(result.accuracy)} < {_pct(pgd.accuracy)}, {_p(p)}): a one-step attack "
+                    f"beating PGD suggests gradient masking or too few PGD steps"
                 )
 
 
 def _rising_with_eps(strongest):
     for series, by_eps in strongest.items():
-        lowest_eps = None
+        lowest = None  # the strongest result at a smaller eps so far
         for eps in sorted(by_eps):
-            if lowest_eps is not None and by_eps[eps] > by_eps[lowest_eps] + RISE_TOLERANCE:
+            result = by_eps[eps]
+            p = significantly_below(lowest.correct, result.correct) if lowest else None
+            if p is not None:
                 yield (
-                    f"{series}: accuracy rises with eps ({_pct(by_eps[lowest_eps])} at "
-                    f"eps={format_eps(lowest_eps)} -> {_pct(by_eps[eps])} at eps={format_eps(eps)}): "
-                    f"suggests gradient masking or a failing attack"
+                    f"{series}: accuracy rises with eps ({_pct(lowest.accuracy)} at "
+                    f"eps={format_eps(lowest.row['eps'])} -> {_pct(result.accuracy)} at "
+                    f"eps={format_eps(eps)}, {_p(p)}): suggests gradient masking or a failing attack"
                 )
                 break
-            if lowest_eps is None or by_eps[eps] < by_eps[lowest_eps]:
-                lowest_eps = eps
+            if lowest is None or result.accuracy < lowest.accuracy:
+                lowest = result
 
 
 def _black_box_beats_white_box(strongest):
     for series, by_eps in strongest.items():
         if not _is_black_box_or_noise(series):
             continue
-        for eps, accuracy in sorted(by_eps.items()):
-            white_box = [
-                other_by_eps[eps]
-                for other, other_by_eps in strongest.items()
-                if _is_white_box(other) and threat_norm(other) == threat_norm(series) and eps in other_by_eps
-            ]
-            if white_box and accuracy < min(white_box):
+        for eps, result in sorted(by_eps.items()):
+            white_box = [other_by_eps[eps] for other, other_by_eps in strongest.items()
+                         if _is_white_box(other) and threat_norm(other) == threat_norm(series)
+                         and eps in other_by_eps]
+            if not white_box:
+                continue
+            best = min(white_box, key=lambda r: r.accuracy)
+            p = significantly_below(result.correct, best.correct)
+            if p is not None:
                 yield (
                     f"{series} at eps={format_eps(eps)} is stronger than every white-box attack "
-                    f"({_pct(accuracy)} < {_pct(min(white_box))}): suggests gradient masking"
+                    f"({_pct(result.accuracy)} < {series_name(best.row)}'s {_pct(best.accuracy)}, "
+                    f"{_p(p)}): suggests gradient masking"
                 )
 
 
@@ -138,12 +201,22 @@ def _label_leaking(strongest):
     for series, predicted in strongest.items():
         if not series.endswith(PREDICTED_LABEL_SUFFIX):
             continue
-        true_label = strongest.get(series.removesuffix(PREDICTED_LABEL_SUFFIX), {})
-        for eps, accuracy in sorted(predicted.items()):
-            if eps in true_label and true_label[eps] > accuracy + LABEL_LEAK_MARGIN:
+        true_series = series.removesuffix(PREDICTED_LABEL_SUFFIX)
+        true_label = strongest.get(true_series, {})
+        for eps, result in sorted(predicted.items()):
+            if eps not in true_label:
+                continue
+            p = significantly_below(result.correct, true_label[eps].correct)
+            if p is not None:
                 yield (
-                    f"{series.removesuffix(PREDICTED_LABEL_SUFFIX)} at eps={format_eps(eps)}: "
-                    f"true-label accuracy {_pct(true_label[eps])} exceeds predicted-label accuracy "
-                    f"{_pct(accuracy)} by more than 1 point: label leaking (Kurakin et al.); "
+                    f"{true_series} at eps={format_eps(eps)}: true-label accuracy "
+                    f"{_pct(true_label[eps].accuracy)} exceeds predicted-label accuracy "
+                    f"{_pct(result.accuracy)} ({_p(p)}): label leaking (Kurakin et al.); "
                     f"report the attack.label=pred result"
                 )
+
+
+def sanity_failures(rows) -> list[dict]:
+    """The sanity-check rows that failed: {attack, eps, accuracy} each, for run.json."""
+    return [{"attack": row["attack"], "eps": row["eps"], "accuracy": row["accuracy"]}
+            for row in rows if _failed_sanity(row)]

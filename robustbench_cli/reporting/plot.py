@@ -7,6 +7,7 @@ from robustbench_cli.reporting.atomic import atomic_write_bytes
 from robustbench_cli.reporting.rows import (
     describe_identity,
     describe_shared,
+    is_check,
     series_name,
     threat_norm,
     varying_identity_keys,
@@ -14,18 +15,21 @@ from robustbench_cli.reporting.rows import (
 
 
 def _curves_by_norm(rows) -> dict:
-    """{norm: {legend label: [(eps, accuracy %), ...] sorted by eps}}, one curve per attack
-    (and model, where rows differ in it)."""
+    """{norm: {legend label: [(eps, accuracy %, low %, high %), ...] sorted by eps}}, one curve
+    per attack (and model, where rows differ in it); low/high bound the 95% interval."""
     keys = varying_identity_keys(rows)
     points = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row["attack"] == "none" or row.get("accuracy") is None:
+        if row["attack"] == "none" or row.get("accuracy") is None or is_check(row):
             continue
         series = series_name(row)
         label = series
         if keys:
             label = f"{describe_identity(keys, [row.get(key) for key in keys])} {series}"
-        points[threat_norm(series)][label].append((float(row["eps"]), 100 * float(row["accuracy"])))
+        accuracy = float(row["accuracy"])
+        low, high = (accuracy if row.get(key) is None else row[key] for key in ("ci_low", "ci_high"))
+        points[threat_norm(series)][label].append(
+            (float(row["eps"]), 100 * accuracy, 100 * float(low), 100 * float(high)))
     return {
         norm: {label: sorted(curve) for label, curve in sorted(curves.items())}
         # L-inf first: it is the usual threat model and the one most rows use
@@ -34,7 +38,8 @@ def _curves_by_norm(rows) -> dict:
 
 
 def plot_accuracy_vs_eps(rows, path) -> None:
-    """Write a PNG with one accuracy (%) over eps curve per attack, 'none' left out.
+    """Write a PNG with one accuracy (%) over eps curve per attack, 'none' and sanity checks
+    left out, each with a band for its 95% interval.
 
     Attacks of different norms (L-inf, L2, ...) get side-by-side panels: their eps scales differ.
     """
@@ -49,8 +54,9 @@ def plot_accuracy_vs_eps(rows, path) -> None:
         figure.subplots(1, len(curves_by_norm), squeeze=False)[0], curves_by_norm.items()
     ):
         for label, curve in curves.items():
-            eps_values, accuracies = zip(*curve)
-            axes.plot(eps_values, accuracies, marker="o", label=label)
+            eps_values, accuracies, lows, highs = zip(*curve)
+            (line,) = axes.plot(eps_values, accuracies, marker="o", label=label)
+            axes.fill_between(eps_values, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
         axes.set_xlabel(f"eps ({norm.upper().replace('LINF', 'L-inf')})")
         axes.set_ylabel("accuracy (%)")
         axes.set_ylim(-2, 102)

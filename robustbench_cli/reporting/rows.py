@@ -7,7 +7,10 @@ from pathlib import Path
 LEADING_COLUMNS = (
     "attack",
     "eps",
+    "protocol",
     "accuracy",
+    "ci_low",
+    "ci_high",
     "top5",
     "n",
     "correct",
@@ -20,10 +23,17 @@ LEADING_COLUMNS = (
     "checkpoint_sha256",
     "seed",
 )
-IDENTITY_KEYS = ("model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed")
+# Rows differing in one of these are never compared or put in one column; a protocol too.
+IDENTITY_KEYS = ("model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed", "protocol")
 NAMED_BY_VALUE = ("model", "dataset", "defense")  # "vgg16" reads fine without "model="
 SHORT_KEYS = {"checkpoint": "ckpt", "checkpoint_sha256": "sha"}
 NORM_BY_ATTACK = {"jsma": "l0"}  # eps is a per-feature change under an L0 budget
+SANITY_CHECK = "sanity"  # rows of the unbounded-budget check carry check: sanity
+
+
+def is_check(row) -> bool:
+    """A row of a sanity check: reported and noted, never a point of a curve or summary."""
+    return bool(row.get("check"))
 
 
 def column_order(rows) -> list[str]:
@@ -119,7 +129,7 @@ def has_eps_curve(rows) -> bool:
     eps_by_curve = defaultdict(set)
     keys = varying_identity_keys(rows)
     for row in rows:
-        if row["attack"] != "none":
+        if row["attack"] != "none" and not is_check(row):
             curve = (tuple(repr(row.get(key)) for key in keys), series_name(row))
             eps_by_curve[curve].add(eps_key(row["eps"]))
     return any(len(eps_values) >= 2 for eps_values in eps_by_curve.values())

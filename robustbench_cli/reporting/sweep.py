@@ -22,11 +22,13 @@ from robustbench_cli.reporting.formatting import (
 )
 from robustbench_cli.reporting.notes import table_notes
 from robustbench_cli.reporting.plot import plot_accuracy_vs_eps
+from robustbench_cli.reporting.points import read_points, row_outcomes
 from robustbench_cli.reporting.result_table import identity_line
 from robustbench_cli.reporting.rows import (
     IDENTITY_KEYS,
     eps_key,
     has_eps_curve,
+    is_check,
     series_name,
     short_identity,
     varying_identity_keys,
@@ -52,7 +54,7 @@ def aggregate_sweep(sweep_dir) -> dict:
     )
     if not job_dirs:
         raise UserError(f"no jobs found under {sweep_dir} (a multirun folder holds one subfolder per job)")
-    rows, failed, incomplete, settings = [], [], [], {}
+    rows, outcomes, failed, incomplete, settings = [], [], [], [], {}
     for job_dir in job_dirs:
         job, overrides = job_dir.name, _read_overrides(job_dir)
         settings[job] = _sweep_settings(overrides)
@@ -63,11 +65,12 @@ def aggregate_sweep(sweep_dir) -> dict:
             failed.append({"job": job, "overrides": overrides, "error": outcome})
         else:
             rows += [{**row, "job": job} for row in outcome]
+            outcomes += row_outcomes(outcome, read_points(job_dir))
 
     if any(is_detection_row(row) for row in rows):
         summary = _DetectionSummary(rows, settings)
     else:
-        summary = _Summary(rows, settings)
+        summary = _Summary(rows, settings, outcomes=outcomes)
         if has_eps_curve(rows):
             plot_accuracy_vs_eps(rows, sweep_dir / PLOT_PNG)
     atomic_write_text(sweep_dir / "summary.csv", summary.csv(failed, incomplete))
@@ -159,7 +162,10 @@ class _Summary:
     first value column (`clean_key`, headed `clean_header`) is read from each line's first row."""
 
     def __init__(self, rows, settings_by_job, measure="accuracy", label_keys=(),
-                 clean_key="clean_accuracy", clean_header="clean", format_value=format_percent):
+                 clean_key="clean_accuracy", clean_header="clean", format_value=format_percent,
+                 outcomes=None):
+        self.notes = table_notes(rows, outcomes)
+        rows = [row for row in rows if not is_check(row)]  # sanity rows speak through the notes
         self.measure, self.label_keys, self.format_value = measure, list(label_keys), format_value
         self.clean_header = clean_header
         self.identity_keys = varying_identity_keys(rows)
@@ -210,9 +216,8 @@ class _Summary:
         if self.rows:
             text += "Accuracy (%) under each attack by eps; `clean` is the accuracy without attack.\n\n"
             text += self.table()
-        notes = table_notes(self.rows)
-        if notes:
-            text += "\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes)
+        if self.notes:
+            text += "\n## Notes\n\n" + "".join(f"- {note}\n" for note in self.notes)
         return text + _markdown_jobs(failed, incomplete)
 
 

@@ -74,7 +74,8 @@ class EvalView:
         n points, the paper's Table 2) to an attack row that lacks it."""
         row = finished.row
         spec = next((s for s in self.specs if s.name == row["attack"]), None)
-        if self.denoise_loss and spec is not None and row.get("denoise_l1") is None:
+        if self.denoise_loss and spec is not None and row.get("denoise_l1") is None \
+                and not row.get("check"):
             row["denoise_l1"] = self._denoise_l1(spec, row["eps"])
         return finished
 

@@ -1,7 +1,8 @@
 """Guidance losses: what the denoiser is trained to make the denoised image agree on.
 
 pixel: L1 between denoised and clean image (the paper's PGD, renamed to avoid the attack).
-fgd:   L1 between the target's maps at one layer (default the topmost conv layer).
+fgd:   L1 between the target's maps at one layer (default the topmost feature map, the
+       model config's guide_layer: Mixed_7c for Inception-v3, as in the paper).
 lgd:   L1 between the target's logits.
 cgd:   cross-entropy of the target on the denoised image with the true label.
 The clean image's side is a constant (no gradient); the target itself is never trained.

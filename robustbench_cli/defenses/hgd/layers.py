@@ -1,7 +1,8 @@
 """Reading a classifier's intermediate layers with forward hooks (no change to the model).
 
 A layer is named as in `model.named_modules()` ("net.features.6"). Feature guidance (fgd)
-reads one layer, by default the topmost convolutional one; the error-amplification
+reads one layer, by default the topmost feature map named by the classifier's model config
+(`guide_layer`); the error-amplification
 analysis reads every conv and linear layer in the order the forward pass runs them.
 """
 
@@ -11,31 +12,37 @@ import torch
 from torch import nn
 
 from robustbench_cli.errors import UserError
+from robustbench_cli.models.classifier import resolve_layer
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 
 
 def default_guide_layer(model: nn.Module) -> str:
-    """The topmost Conv2d; for a model without one (an MLP), its last hidden layer: the
-    module right before the last Linear."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
-    if names:
-        return names[-1]
-    modules = list(model.named_modules())
-    last_linear = max((i for i, (_, m) in enumerate(modules) if isinstance(m, nn.Linear)), default=None)
-    if last_linear is None or not any(isinstance(m, nn.Linear) for _, m in modules[:last_linear]):
-        raise UserError("defense.guide=fgd needs a hidden layer: the classifier has no conv layer "
-                        "and no hidden linear layer (set defense.guide_layer or use guide=lgd)")
-    return modules[last_linear - 1][0]
+    """The classifier's topmost feature map, as its model config names it (`guide_layer` in
+    conf/model/*.yaml, recorded in the classifier's checkpoint): Liao et al. (document 002,
+    Section 3.2) guide FGD by "the topmost convolutional layer", the input of global pooling.
+    mlp: the last hidden layer; cnn, vgg*: the output of `features`; inception_v3: Mixed_7c."""
+    name = getattr(model, "guide_layer", None)
+    if name is None:
+        raise UserError("defense.guide=fgd: the classifier's model config names no guide_layer; "
+                        "set defense.guide_layer=LAYER or use guide=lgd")
+    module = dict(model.named_modules())[name]
+    if isinstance(module, nn.Flatten) and name.count(".") == 1 and name.endswith(".0"):
+        raise UserError("defense.guide=fgd needs a hidden layer: the classifier has none (an MLP "
+                        "with hidden: []); set defense.guide_layer or use guide=lgd")
+    return name
 
 
 def check_layer(model: nn.Module, name: str) -> str:
-    modules = dict(model.named_modules())
-    if not isinstance(name, str) or not name or name not in modules:
+    """`name` (a named_modules() name; a negative index counts from the end of its parent's
+    layers, e.g. net.-2) resolved to the layer's full name."""
+    resolved = resolve_layer(model, name)
+    if resolved is None:
+        modules = dict(model.named_modules())
         known = [n for n, m in modules.items() if n and not list(m.children())]
         raise UserError(f"defense.guide_layer {name!r} is not a layer of the classifier; "
                         f"its layers: {', '.join(known[:40])}{' ...' if len(known) > 40 else ''}")
-    return name
+    return resolved
 
 
 def weight_layers(model: nn.Module) -> list[str]:

@@ -23,7 +23,7 @@ def attack_params(entry: dict, eps: float) -> dict:
     stop, which would leave points just across the boundary), and k steps of eps / k for an
     attack given `steps` without a step size (the paper's IFGSM_k)."""
     params = {k: v for k, v in entry.items() if k != "name"}
-    signature = inspect.signature(attacks._attack_class(entry["name"])).parameters
+    signature = inspect.signature(attacks.attack_class(entry["name"])).parameters
     if "early_stop" in signature:
         params.setdefault("early_stop", False)
     if "step_size" in signature and "step_ratio" not in signature and "steps" in params:
