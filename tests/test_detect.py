@@ -400,6 +400,24 @@ def test_confidence_ratio_separates_pgd_examples_at_the_requested_fpr(model, tes
     assert set(report.roc_curves) == {"pgd_linf eps=0.05", "pgd_linf eps=0.1"}
 
 
+def test_all_points_detection_attacks_every_point_and_counts_clean_wrong_ones_apart(model, test_set):
+    fgsm = attack("fgsm")
+    config = detector_config("confidence_ratio", "detector.fpr=0.1")
+    robust_rows = run_detection(model, test_set, config, [fgsm], [0.1], progress=False).rows
+    report = run_detection(model, test_set, config, [fgsm], [0.1], protocol="all_points", progress=False)
+    clean, row = report.rows
+    robust_row = robust_rows[1]
+    wrong = round(clean["n"] * (1 - clean["accuracy_without_detector"]))
+    assert (row["protocol"], robust_row["protocol"]) == ("all_points", "robust")
+    assert row["n_attacked"] == clean["n"] and robust_row["n_attacked"] == clean["n"] - wrong
+    assert row["n_clean_wrong"] == wrong > 0 and robust_row["n_clean_wrong"] == 0
+    # Every clean-wrong point stays wrong under true-label FGSM, so it counts as fooled too;
+    # among the clean-correct fooled points both protocols detect the same share.
+    assert row["n_successful"] == robust_row["n_successful"] + wrong
+    assert row["detection_rate_clean_correct"] == pytest.approx(robust_row["detection_rate"])
+    assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
+
+
 def test_mutation_detects_most_successful_fgsm_and_pgd_examples_with_the_papers_settings(model, test_set):
     # eps 0.02 only: with the paper's SPRT (indifference 0.1 x threshold, up to 500 mutants) a
     # normal input takes a few hundred mutants to decide, so each attack x eps costs seconds.

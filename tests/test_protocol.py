@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import train_in_process
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from robustbench_cli import load_classifier
 from robustbench_cli.evaluation.runner import AttackSpec, evaluate
 from robustbench_cli.reporting import table_notes
 from robustbench_cli.reporting.stats import wilson_interval
@@ -58,6 +60,12 @@ def run(model, dataset, specs, eps, **options):
 
     rows = evaluate(model, dataset, specs, eps, progress=False, on_row=keep, **options)
     return rows, outcomes
+
+
+def notes_with_outcomes(rows, outcomes) -> list[str]:
+    """The notes as `robust eval` writes them, each row paired with its per-point outcomes."""
+    paired = [outcomes[row["attack"], row["eps"], row.get("check")] for row in rows]
+    return table_notes(rows, [{"correct": f.correct.numpy(), "clean": f.clean.numpy()} for f in paired])
 
 
 def test_fgsm_and_fgsm_pred_differ_only_on_clean_wrong_points_under_all_points(mlp, test_set):
@@ -138,3 +146,31 @@ def test_sanity_check_flags_a_model_whose_accuracy_at_eps_one_stays_up(mlp, test
     check = next(row for row in rows if row.get("check") == "sanity")
     assert check["accuracy"] > 0.5  # PGD without a gradient never leaves the clean image
     assert any(note.startswith("sanity check failed: pgd_linf") for note in table_notes(rows))
+
+
+def test_noise_beating_pgd_on_a_gradient_free_model_fires_the_masking_note(mlp, test_set):
+    """Behind a quantiser PGD only has its random start: a random corner of the ball (random
+    sign) fools significantly more points, on the same points, than PGD does."""
+    specs = [AttackSpec("pgd_linf"), AttackSpec("random_sign")]
+    rows, outcomes = run(Quantised(mlp), test_set, specs, [0.3])
+    [note] = notes_with_outcomes(rows, outcomes)
+    assert note.startswith("random_sign at eps=0.3 is stronger than every white-box attack")
+    assert float(note.split("McNemar p=")[1].split(")")[0]) < 0.01
+    # The same two attacks on the plain model: PGD is the stronger, and nothing is noted.
+    rows, outcomes = run(mlp, test_set, specs, [0.3])
+    assert notes_with_outcomes(rows, outcomes) == []
+
+
+def test_distilled_student_fails_the_sanity_check(tmp_path, fashion_root):
+    """Defensive distillation at T = 100 masks gradients (Carlini & Wagner 2016): PGD keeps far
+    more than a few percent of the points even at eps 1, which the sanity check flags."""
+    metrics = train_in_process(tmp_path, "defense=distillation", "defense.temperature=100",
+                               "dataset.limit_train=3000", "dataset.limit_test=500",
+                               "trainer.max_epochs=2", "seed=1")
+    student = load_classifier(tmp_path / metrics["checkpoint"])
+    test = TensorDataset(*fashion(fashion_root, "t10k", 500))
+    rows, outcomes = run(student, test, [AttackSpec("pgd_linf")], [0.2], sanity=True)
+    check = next(row for row in rows if row.get("check") == "sanity")
+    assert check["accuracy"] > 0.05, check
+    notes = notes_with_outcomes(rows, outcomes)
+    assert any(note.startswith("sanity check failed: pgd_linf") for note in notes)
