@@ -192,23 +192,10 @@ def notes_of(*scored_rows):
     return table_notes(rows, outcomes)
 
 
-def monotone():
-    """A healthy table: accuracy falls with eps, PGD beats FGSM, noise is weakest."""
-    return [
-        scored("none", 0.0, 180),
-        scored("fgsm", 0.01, 140),
-        scored("fgsm", 0.03, 100),
-        scored("pgd_linf", 0.01, 120),
-        scored("pgd_linf", 0.03, 60),
-        scored("bim", 0.03, 70),
-        scored("gaussian", 0.03, 176),
-        scored("fgsm", 0.03, 104, label="pred"),
-        scored("pgd_l2", 0.5, 40),
-    ]
-
-
 def test_notes_silent_on_a_clean_monotone_table():
-    assert notes_of(*monotone()) == []
+    rows = monotone_rows()
+    outcomes = [{"correct": hits(round(r["accuracy"] * N)), "clean": hits(180)} for r in rows]
+    assert table_notes(rows, outcomes) == []
 
 
 def test_note_attacked_accuracy_above_clean_only_when_significant():
@@ -365,6 +352,27 @@ def test_aggregate_sweep_splits_rows_by_model_and_varying_overrides(tmp_path):
     assert "| model | attack.steps | attack | clean | eps=0.03 |" in markdown
     assert "| cnn | 40 | pgd_linf | 90.00 | 30.00 |" in markdown
     assert "| mlp | 10 | pgd_linf | 90.00 | 50.00 |" in markdown
+
+
+def test_aggregate_sweep_never_mixes_protocols_and_pairs_rows_from_points_files(tmp_path):
+    from robustbench_cli.reporting.points import write_points
+
+    sweep = tmp_path / "multirun"
+    jobs = [("0", "robust", "fgsm", 80), ("1", "all_points", "fgsm", 95), ("2", "robust", "pgd_linf", 100)]
+    for name, protocol, attack, count in jobs:
+        job = make_job(sweep, name, [f"protocol={protocol}", f"attack={attack}", "eps=0.03"])
+        row_, outcome = scored(attack, 0.03, count, protocol=protocol)
+        write_results(job, [row_])
+        write_points(job, {f"{attack}@0.03": outcome["correct"], "clean": outcome["clean"]})
+    aggregate_sweep(sweep)
+    markdown = (sweep / "summary.md").read_text()
+    assert "| protocol | attack | clean | eps=0.03 |" in markdown
+    assert "| all_points | fgsm | 90.00 | 47.50 |" in markdown
+    assert "| robust | fgsm | 90.00 | 40.00 |" in markdown
+    # fgsm and pgd_linf of the robust protocol are paired point by point across their jobs.
+    notes = markdown.split("## Notes")[1]
+    assert "[protocol=robust] fgsm at eps=0.03 is stronger than pgd_linf" in notes
+    assert "all_points" not in notes
 
 
 def test_aggregate_sweep_without_jobs_is_a_user_error(tmp_path):
