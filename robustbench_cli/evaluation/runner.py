@@ -12,7 +12,9 @@
 The worst case over several attacks counts a point only if it survives every one of them.
 With `sanity`, each white-box attack is also run at an unbounded budget (L-inf eps 1, L2 the
 image's diameter), where a working attack leaves ~0% (Carlini et al. 2019): a row marked
-`check: sanity`.
+`check: sanity`. It is counted as under `robust` whatever the protocol: only clean-correct
+points are attacked, where true and predicted labels agree, so the row asks one question,
+whether the attack reaches the decision boundary.
 
 Clean predictions are computed once (under inference mode) and reused by every row. Each row
 is finished before the next starts and handed to `on_row`, so a caller can save it at once;
@@ -24,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.utils.data import DataLoader
@@ -83,20 +85,19 @@ def check_top5(value) -> str:
 
 def sanity_specs(specs: list[AttackSpec], image_numel: int) -> list[tuple[AttackSpec, float]]:
     """The unbounded-budget check for each white-box (gradient, L-inf or L2) attack: the
-    attack itself if it iterates, else PGD of its norm with its label; one check per attack
-    name and label, iterating attacks first (a one-step attack's PGD may already be there)."""
+    attack itself if it iterates, else PGD of its norm; one check per attack and label,
+    iterating attacks first (a one-step attack's PGD may already be there)."""
     classes = [(spec, attacks.attack_class(spec.name)) for spec in specs if not spec.check]
     white_box = [(spec, cls) for spec, cls in classes
                  if cls.uses_gradients and cls.norm in ("linf", "l2")]
     checks, seen = [], set()
     for spec, cls in sorted(white_box, key=lambda item: not item[1].iterative):
-        label = str(spec.params.get("label", "true")).lower()
         if cls.iterative:
             check = AttackSpec(spec.name, dict(spec.params), SANITY_CHECK)
         else:
-            check = AttackSpec(f"pgd_{cls.norm}", {"label": label}, SANITY_CHECK)
-        if (check.name, label) not in seen:
-            seen.add((check.name, label))
+            check = AttackSpec(f"pgd_{cls.norm}", {}, SANITY_CHECK)
+        if check.key(0) not in seen:
+            seen.add(check.key(0))
             budget = 1.0 if cls.norm == "linf" else math.sqrt(image_numel)  # [0, 1]^d's diameter
             checks.append((check, budget))
     return checks
@@ -203,11 +204,14 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
                 advance) -> Finished:
     """Attack the points the protocol attacks, batch by batch; the row and who counts."""
     attack = attacks.build(spec.name, model, eps=eps, **spec.params)
-    with_top5 = clean.with_top5 and not spec.check
-    if clean.protocol == "all_points" and not spec.check:
+    protocol = clean.protocol  # the run's, recorded in the row
+    if spec.check:
+        clean = replace(clean, protocol="robust", with_top5=False)
+    if clean.protocol == "all_points":
         attack.stop_at(None)  # accuracy of the finished adversarial images
     else:
-        attack.stop_at(5 if with_top5 else 1)
+        attack.stop_at(5 if clean.with_top5 else 1)
+    with_top5 = clean.with_top5
     correct, top5 = clean.correct.clone(), clean.top5.clone()
     stats: dict[str, float] = defaultdict(float)
     seconds, offset = 0.0, 0
@@ -230,6 +234,7 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
         advance()
     correct, top5 = clean.counted(correct, top5 if with_top5 else None)
     row = clean.row(correct, top5, attack=spec.name, eps=eps, seconds=round(seconds, 4))
+    row["protocol"] = protocol
     if spec.check:
         row["check"] = spec.check
     if "label" in spec.params:
