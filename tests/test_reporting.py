@@ -280,6 +280,7 @@ def test_wilson_interval_and_mcnemar_on_known_counts():
     low, high = wilson_interval(0, 10)
     assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)
     assert wilson_interval(0, 0) == (None, None)
+    assert wilson_interval(0, 500)[0] == 0.0 and wilson_interval(500, 500)[1] == 1.0
     p, only_first, only_second = mcnemar(hits(10, 20), hits(0, 20))
     assert (only_first, only_second) == (10, 0) and p == pytest.approx(2 / 1024)
     assert mcnemar(hits(1, 20), hits(0, 20))[0] == 1.0

@@ -21,7 +21,10 @@ def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float | None
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 and n the bound is exactly the observed 0 or 1 (floats would miss it by ~1e-18).
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == n else min(1.0, centre + half)
+    return low, high
 
 
 def interval_fields(correct: int, n: int, prefix: str = "") -> dict:
