@@ -6,8 +6,8 @@ oblivious: attacks are crafted on the bare classifier, then evaluated through th
            the transfer attack's do, unless attack.early_stop is set.
 transfer:  the attacks are transfer attacks from a holdout model (the paper's black-box set):
            attack=transfer attack.source_ckpt=HOLDOUT.
-The runner's protocol is unchanged: clean correctness is judged on the defended model, and
-only still-correct points are attacked.
+The runner's protocol (robust or all_points) applies unchanged, with clean correctness
+judged on the defended model.
 """
 
 from dataclasses import dataclass, field
