@@ -148,6 +148,12 @@ def test_distillation_student_matches_teacher_and_flattens_gradients(tmp_path, u
     assert confidence.median() > 0.99  # near one-hot at T = 1
     assert median_input_gradient_norm(distilled, x, y) < 0.1 * median_input_gradient_norm(undistilled, x, y)
     check_teacher_temperature(tmp_path / "distilled", checkpoint(*undefended))
+    # The training recipe named at eval time selects (here: checks) the checkpoint.
+    for ckpt, outcome in ((checkpoint(tmp_path / "distilled", student), 0), (checkpoint(*undefended), 2)):
+        result = robust("eval", f"ckpt_path={ckpt}", "defense=distillation", "attack=fgsm", "eps=0.1",
+                        "dataset.limit_test=100", "sanity=false", "progress=false", cwd=tmp_path)
+        assert result.returncode == outcome, result.stderr
+    assert "was trained with defense none, not distillation" in result.stderr
 
 
 def check_teacher_temperature(run_dir, undistilled_ckpt):

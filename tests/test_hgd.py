@@ -200,15 +200,15 @@ def _info(channels: int, size: int):
 def _eval_view(target_ckpt, *overrides):
     """(undefended target, view) as `robust eval` builds them for these overrides."""
     from robustbench_cli.commands.eval import attack_specs
-    from robustbench_cli.defenses.hgd.evaluation import check_defense, evaluation_view
+    from robustbench_cli.defenses.registry import defense
     from robustbench_cli.evaluation.target import load_target
 
     overrides = [f"ckpt_path={target_ckpt}", "dataset.limit_test=200", *overrides]
     cfg = compose("eval", *overrides)
     specs, _ = attack_specs(cfg, overrides)
-    check_defense(cfg)
-    target = load_target(cfg, overrides)
-    return target, evaluation_view(cfg, target, specs, overrides)
+    chosen = defense(cfg.defense.name)
+    target = load_target(cfg, overrides, chosen.trained_with)
+    return target, chosen.eval_view(cfg, target, specs, overrides)
 
 
 def _accuracy(model, target, specs) -> dict:
@@ -222,7 +222,7 @@ def test_lgd_denoiser_raises_accuracy_under_oblivious_attacks(lgd, target_ckpt):
     out, run_dir, metrics = lgd
     best = run_dir / metrics["checkpoint"]
     result = ok(robust("eval", "defense=hgd", f"defense.ckpt={best}", f"ckpt_path={target_ckpt}",
-                       "attack=[fgsm,bim]", f"eps={EPS}", "attack.threat=oblivious",
+                       "attack=[fgsm,bim]", f"eps={EPS}", "defense.threat=oblivious",
                        *(f"attack.{k}={v}" for k, v in BIM.items()), "dataset.limit_test=200",
                        "progress=false", f"paths.output_dir={out}", cwd=out))
     assert "Denoising loss (threat oblivious)" in result.stdout
@@ -245,7 +245,7 @@ def test_full_threat_is_at_least_as_strong_as_oblivious(lgd, target_ckpt):
     accuracy = {}
     for threat in ("oblivious", "full"):
         target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
-                                  f"attack.threat={threat}", *(f"attack.{k}={v}" for k, v in BIM.items()))
+                                  f"defense.threat={threat}", *(f"attack.{k}={v}" for k, v in BIM.items()))
         accuracy[threat] = _accuracy(view.model, target, view.specs)["bim"]["accuracy"]
     assert accuracy["full"] <= accuracy["oblivious"]
 
@@ -254,7 +254,7 @@ def test_oblivious_attacks_see_the_bare_classifier_and_evaluation_the_defended_o
         lgd, target_ckpt, adversarial_batch):
     best = lgd[1] / lgd[2]["checkpoint"]
     target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
-                              "attack.threat=oblivious")
+                              "defense.threat=oblivious")
     _, _, _, noisy = adversarial_batch
     assert view.specs[0].params["early_stop"] is False  # the paper's fixed-iteration attacks
     with torch.no_grad():  # how attacks query a model
@@ -283,7 +283,7 @@ def test_checkpoint_mix_ups_are_one_line_errors(lgd, target_ckpt):
     with pytest.raises(UserError, match="was trained with defense none, not adv_train"):
         _eval_view(target_ckpt, "defense=adv_train")
     with pytest.raises(UserError, match="needs a denoiser"):
-        _eval_view(target_ckpt, "attack.threat=oblivious")
+        _eval_view(target_ckpt, "defense.threat=oblivious")
 
 
 def test_train_without_target_checkpoint_says_what_to_pass(tmp_path):
@@ -321,7 +321,7 @@ def other_classifier(tmp_path_factory, fashion_root):
 def test_a_denoiser_defends_a_classifier_it_was_not_trained_for(lgd, other_classifier):
     best = lgd[1] / lgd[2]["checkpoint"]
     target, view = _eval_view(other_classifier, "defense=hgd", f"defense.ckpt={best}", "attack=fgsm",
-                              "attack.threat=oblivious")
+                              "defense.threat=oblivious")
     defended = _accuracy(view.model, target, view.specs)["fgsm"]["accuracy"]
     undefended = _accuracy(target.model, target, view.specs)["fgsm"]["accuracy"]
     assert defended > undefended + 0.05, (defended, undefended)
@@ -330,7 +330,7 @@ def test_a_denoiser_defends_a_classifier_it_was_not_trained_for(lgd, other_class
 def test_transfer_threat_crafts_on_a_holdout_model(lgd, target_ckpt, other_classifier, tmp_path):
     best = lgd[1] / lgd[2]["checkpoint"]
     ok(robust("eval", "defense=hgd", f"defense.ckpt={best}", f"ckpt_path={target_ckpt}",
-              "attack=transfer", f"attack.source_ckpt={other_classifier}", "attack.threat=transfer",
+              "attack=transfer", f"attack.source_ckpt={other_classifier}", "defense.threat=transfer",
               f"eps={EPS}", "dataset.limit_test=200", "progress=false", "hydra.run.dir=run",
               cwd=tmp_path))
     [row] = json.loads((tmp_path / "run" / "results.json").read_text())

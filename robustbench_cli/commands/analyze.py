@@ -31,6 +31,7 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     from robustbench_cli.defenses.hgd.layer_report import layer_table, write_layer_report
     from robustbench_cli.defenses.hgd.perturbation import perturbation_levels
     from robustbench_cli.defenses.hgd.settings import checkpoint_paths
+    from robustbench_cli.defenses.registry import defense
     from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import resolve_device
     from robustbench_cli.evaluation.target import load_target
@@ -46,7 +47,7 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     if len(configs) != 1:
         raise UserError("robust analyze layers takes one attack")
     refuse_denoiser(cfg.ckpt_path, "ckpt_path")
-    target = load_target(cfg, overrides)
+    target = load_target(cfg, overrides, defense(cfg.defense.name).trained_with)
     paths = [] if not cfg.defense.get("ckpt") else checkpoint_paths(cfg.defense.ckpt, "defense.ckpt")
     loaded = [load_denoiser(path) for path in paths]
     for path, (_, meta) in zip(paths, loaded):

@@ -12,7 +12,9 @@ def detect(cfg) -> list[dict]:
     from omegaconf import OmegaConf
 
     from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps
+    from robustbench_cli.defenses.registry import defense
     from robustbench_cli.detectors.runner import run_detection
+    from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import AttackSpec, check_protocol
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import git_revision
@@ -21,16 +23,16 @@ def detect(cfg) -> list[dict]:
 
     check_seed(cfg)
     protocol = check_protocol(cfg.protocol)
-    if cfg.defense.name == "hgd":
-        from robustbench_cli.errors import UserError
-
-        raise UserError("robust detect examines a classifier as trained; it does not run HGD denoisers")
+    chosen = defense(cfg.defense.name)
+    if chosen.wraps:
+        raise UserError(f"robust detect examines a classifier as trained; defense={chosen.name} "
+                        f"wraps it at eval time and is not supported here")
     check_positive_int(cfg.batch_size, "batch_size")
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
     # No fgsm_pred companion as in `robust eval`: label leaking concerns accuracy, not detection.
     specs = [AttackSpec(c.pop("name"), c) for c in attack_configs(cfg, overrides)]
-    target = load_target(cfg, overrides)
+    target = load_target(cfg, overrides, chosen.trained_with)
 
     report = run_detection(target.model, target.test_set, OmegaConf.to_container(cfg.detector, resolve=True),
                            specs, eps_list, head=target.meta["model"].get("head", "sce"), protocol=protocol,

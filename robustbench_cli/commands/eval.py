@@ -10,8 +10,6 @@ def attack_specs(cfg, overrides: list[str]) -> tuple[list, bool]:
     from robustbench_cli.evaluation.runner import AttackSpec
 
     configs = attack_configs(cfg, overrides)
-    for config in configs:
-        config.pop("threat", None)  # how a defended model is attacked, not an attack parameter
     specs = [AttackSpec(c.pop("name"), c) for c in configs]
     names = {s.name for s in specs}
     if "fgsm_pred" not in names and any(
@@ -29,7 +27,8 @@ def evaluate(cfg) -> list[dict]:
     from omegaconf import OmegaConf
 
     from robustbench_cli.config import check_positive_int, check_seed, parse_eps, parse_flag
-    from robustbench_cli.defenses.hgd.evaluation import check_defense, evaluation_view
+    from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
+    from robustbench_cli.defenses.registry import defense
     from robustbench_cli.evaluation.row_store import RowStore
     from robustbench_cli.evaluation.runner import check_protocol, check_top5, evaluate
     from robustbench_cli.evaluation.target import load_target
@@ -44,9 +43,10 @@ def evaluate(cfg) -> list[dict]:
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
     specs, several = attack_specs(cfg, overrides)
-    check_defense(cfg)
-    target = load_target(cfg, overrides)
-    view = evaluation_view(cfg, target, specs, overrides)  # the classifier, or denoiser(s) -> it
+    chosen = defense(cfg.defense.name)
+    refuse_denoiser(cfg.ckpt_path, "ckpt_path")
+    target = load_target(cfg, overrides, chosen.trained_with)
+    view = chosen.eval_view(cfg, target, specs, overrides)  # the classifier, or a defense around it
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     identity = {**target.identity(), **view.identity, "n": len(target.test_set), "protocol": protocol}
@@ -66,7 +66,7 @@ def evaluate(cfg) -> list[dict]:
                   "trained_with": target.trained_with()}
     atomic_write_text(run_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
     print_results(rows, notes)
-    view.print_denoising(rows)
+    view.report(rows)
     print(f"results in {run_dir}")
     return rows
 

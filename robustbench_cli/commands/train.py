@@ -93,6 +93,7 @@ def train(cfg, run_dir=None) -> dict:
     from robustbench_cli.config import check_train_config
     from robustbench_cli.data import RobustDataModule
     from robustbench_cli.defenses import plan_training
+    from robustbench_cli.defenses.registry import defense
     from robustbench_cli.provenance import git_revision
     from robustbench_cli.reporting import atomic_write_text
 
@@ -105,7 +106,7 @@ def train(cfg, run_dir=None) -> dict:
         run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.defense.name == "hgd":  # not a classifier objective: a denoiser before a frozen one
+    if defense(cfg.defense.name).wraps:  # not a classifier recipe: a model before a trained one
         from robustbench_cli.defenses.hgd.training import train_denoiser
 
         return train_denoiser(cfg, run_dir)

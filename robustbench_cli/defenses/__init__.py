@@ -11,9 +11,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from robustbench_cli.config import check_positive_int, parse_number
+from robustbench_cli.defenses import registry
 from robustbench_cli.errors import UserError
 
-DEFENSE_NAMES = ("none", "adv_train", "pgd_train", "distillation", "noise_train", "prune")
 # A finished distillation teacher: its stage metrics and T (not metrics.json, which marks a
 # finished `robust train` run that checkpoint lookup would find).
 TEACHER_RECORD = "teacher.json"
@@ -39,8 +39,8 @@ def plan_training(cfg, data, run_dir: Path, fit_stage: Callable, teacher_dir=Non
 
     defense = OmegaConf.to_container(cfg.defense, resolve=True)
     name = defense.get("name")
-    if name not in DEFENSE_NAMES:
-        raise UserError(f"unknown defense {name!r}; known: {', '.join(DEFENSE_NAMES)}")
+    if registry.defense(name).wraps:
+        raise UserError(f"defense={name} is not a classifier training recipe")
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     epochs = cfg.trainer.max_epochs
     if name == "prune":

@@ -21,8 +21,6 @@ from robustbench_cli.checkpoints import (
 from robustbench_cli.config import explicit_choices
 from robustbench_cli.errors import UserError
 
-EVAL_TIME_DEFENSES = ("none", "hgd")  # the others are training defenses, seen in checkpoints
-
 
 @dataclass
 class Target:
@@ -45,12 +43,12 @@ class Target:
         return {k: self.meta[k] for k in ("model", "dataset", "defense", "seed") if k in self.meta}
 
 
-def load_target(cfg, overrides: list[str]) -> Target:
+def load_target(cfg, overrides: list[str], defense: str | None = None) -> Target:
+    """The classifier to evaluate; `defense`, a training recipe (e.g. named by an
+    experiment), narrows the choice to checkpoints trained with it."""
     from robustbench_cli.data import RobustDataModule
 
     explicit = explicit_choices(overrides)
-    # A training defense named here (e.g. by an experiment) says which checkpoint to evaluate.
-    defense = cfg.defense.name if "defense" in cfg and cfg.defense.name not in EVAL_TIME_DEFENSES else None
     if cfg.ckpt_path:
         ckpt = Path(cfg.ckpt_path)
     else:

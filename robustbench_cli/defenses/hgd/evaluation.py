@@ -1,4 +1,4 @@
-"""`robust eval defense=hgd`: denoiser(s) -> classifier under a threat model (`attack.threat`).
+"""`robust eval defense=hgd`: denoiser(s) -> classifier under a threat model (`defense.threat`).
 
 full:      attacks differentiate through denoiser and classifier (the adaptive attack).
 oblivious: attacks are crafted on the bare classifier, then evaluated through the denoiser
@@ -10,7 +10,6 @@ The runner's protocol (robust or all_points) applies unchanged, with clean corre
 judged on the defended model.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from robustbench_cli import attacks
 from robustbench_cli.errors import UserError
+from robustbench_cli.evaluation.view import EvalView
 
 
 class Denoised(nn.Module):
@@ -55,23 +55,17 @@ class Oblivious(nn.Module):
         return self.defended.classifier(x)
 
 
-@dataclass
-class EvalView:
-    """What `robust eval` runs: the model the runner evaluates and attacks, the attack specs,
-    the identity columns the defense adds to each row, and a per-row finishing step."""
+class HGDView(EvalView):
+    """Denoiser(s) -> classifier; rows gain denoise_l1 (mean L1 between denoised adversarial
+    and clean images over all n points, the paper's Table 2) and a denoising table."""
 
-    model: nn.Module
-    specs: list
-    identity: dict = field(default_factory=dict)
-    denoised: Denoised | None = None
-    dataset: object = None
-    batch_size: int = 256
-    device: str = "auto"
-    denoise_loss: bool = False
+    def __init__(self, model, specs, identity, denoised: Denoised, dataset, batch_size: int,
+                 device: str, denoise_loss: bool):
+        super().__init__(model, specs, identity)
+        self.denoised, self.dataset, self.batch_size = denoised, dataset, batch_size
+        self.device, self.denoise_loss = device, denoise_loss
 
     def annotate(self, finished):
-        """Adds denoise_l1 (mean L1 between denoised adversarial and clean images over all
-        n points, the paper's Table 2) to an attack row that lacks it."""
         row = finished.row
         spec = next((s for s in self.specs if s.name == row["attack"]), None)
         if self.denoise_loss and spec is not None and row.get("denoise_l1") is None \
@@ -79,7 +73,7 @@ class EvalView:
             row["denoise_l1"] = self._denoise_l1(spec, row["eps"])
         return finished
 
-    def print_denoising(self, rows) -> None:
+    def report(self, rows) -> None:
         """The denoising loss beside the accuracy table (it is in results.json/csv too)."""
         rows = [r for r in rows if r.get("denoise_l1") is not None]
         if not rows:
@@ -112,31 +106,16 @@ class EvalView:
         return total / n
 
 
-def check_defense(cfg) -> None:
-    """Before any model loads: the eval-time defense, its threat model and ckpt_path fit."""
-    from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
-
-    threat, name = cfg.attack.get("threat", "full"), cfg.defense.name
-    # A training defense only selects the checkpoint (evaluation.target); nothing runs at eval.
-    if name != "hgd" and threat != "full":
-        raise UserError(f"attack.threat={threat} needs a denoiser: defense=hgd defense.ckpt=...")
-    refuse_denoiser(cfg.ckpt_path, "ckpt_path")
-
-
-def evaluation_view(cfg, target, specs, overrides) -> EvalView:
-    """The bare classifier for defense=none; denoiser(s) -> classifier for defense=hgd."""
-    if cfg.defense.name == "none":
-        return EvalView(target.model, specs)
-    return _hgd_view(cfg, target, specs, overrides, cfg.attack.get("threat", "full"))
-
-
-def _hgd_view(cfg, target, specs, overrides, threat) -> EvalView:
+def hgd_view(cfg, target, specs, overrides) -> HGDView:
+    """Denoiser(s) `defense.ckpt` in front of the target classifier, attacked under
+    `defense.threat`."""
     from robustbench_cli.checkpoints import file_sha256
     from robustbench_cli.defenses.hgd.checkpoint import check_shape, load_denoiser
     from robustbench_cli.defenses.hgd.settings import eval_settings
     from robustbench_cli.evaluation.runner import AttackSpec
 
-    settings = eval_settings(cfg, threat)
+    settings = eval_settings(cfg)
+    threat = settings.threat
     denoisers, records = [], []
     classifier_sha = file_sha256(target.checkpoint)
     for path in settings.ckpts:
@@ -153,15 +132,14 @@ def _hgd_view(cfg, target, specs, overrides, threat) -> EvalView:
     model = defended
     if threat == "oblivious":
         model = Oblivious(defended)
-        user_set = any(o.lstrip("+").startswith("attack.early_stop=") for o in overrides)
-        if not user_set:
+        if not any(o.lstrip("+").startswith("attack.early_stop=") for o in overrides):
             specs = [AttackSpec(s.name, {**s.params, "early_stop": False} if "early_stop" in s.params
                                 else s.params) for s in specs]
     if threat == "transfer" and any(s.name not in ("transfer", "none") for s in specs):
-        raise UserError("attack.threat=transfer evaluates transfer attacks from a holdout model: "
+        raise UserError("defense.threat=transfer evaluates transfer attacks from a holdout model: "
                         "attack=transfer attack.source_ckpt=HOLDOUT attack.source_attack=ATTACK")
     classifier_defense = dict(target.meta.get("defense", {"name": "none"}))
     identity = {"defense": "hgd", "threat": threat,
                 "defense_params": {"denoisers": records, "classifier_defense": classifier_defense}}
-    return EvalView(model, specs, identity, defended, target.test_set, cfg.batch_size, cfg.device,
-                    settings.denoise_loss)
+    return HGDView(model, specs, identity, defended, target.test_set, cfg.batch_size, cfg.device,
+                   settings.denoise_loss)

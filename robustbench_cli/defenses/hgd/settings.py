@@ -112,10 +112,11 @@ def _attack_list(value) -> list[dict]:
     return entries
 
 
-def eval_settings(cfg, threat) -> EvalSettings:
+def eval_settings(cfg) -> EvalSettings:
     defense = cfg.defense
+    threat = defense.get("threat", "full")
     if threat not in THREATS:
-        raise UserError(f"attack.threat must be one of {', '.join(THREATS)}, got {threat!r}")
+        raise UserError(f"defense.threat must be one of {', '.join(THREATS)}, got {threat!r}")
     if not defense.get("ckpt"):
         raise UserError("defense=hgd needs defense.ckpt=PATH: a denoiser checkpoint from "
                         "`robust train defense=hgd` (or a list [a,b] for an ensemble)")

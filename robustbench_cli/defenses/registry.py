@@ -1,0 +1,63 @@
+"""Every defense, and what it does at train time and at eval time.
+
+A defense is one of two kinds:
+
+- a training recipe for the classifier (`none`, `adv_train`, `pgd_train`, `distillation`,
+  `noise_train`, `prune`): `robust train` fits the classifier with it, and at eval time it
+  only says which checkpoint to evaluate (one trained with it); the classifier is then
+  evaluated as it is;
+- a model put in front of a trained classifier (`hgd`): `robust train` fits that model
+  (a denoiser) for a given classifier, and at eval time it wraps the classifier, attacked
+  under the threat model `defense.threat`.
+
+Cheap to import (no torch): the commands consult it before any model loads.
+"""
+
+from dataclasses import dataclass
+from importlib import import_module
+
+from robustbench_cli.errors import UserError
+
+
+@dataclass(frozen=True)
+class Defense:
+    name: str
+    wraps: bool = False  # True: trains a model for a given classifier and wraps it at eval time
+    # "module:function" under robustbench_cli.defenses building the eval-time view
+    # (cfg, target, specs, overrides) -> EvalView; only for defenses that wrap.
+    view: str | None = None
+
+    @property
+    def trained_with(self) -> str | None:
+        """At eval time: the recipe the evaluated classifier must have been trained with
+        (None: any classifier)."""
+        return None if self.wraps or self.name == "none" else self.name
+
+    def eval_view(self, cfg, target, specs, overrides):
+        """What `robust eval` runs: the classifier as it is, or wrapped by this defense."""
+        if self.view is None:
+            from robustbench_cli.evaluation.view import EvalView
+
+            return EvalView(target.model, specs)
+        module, function = self.view.split(":")
+        build = getattr(import_module(f"robustbench_cli.defenses.{module}"), function)
+        return build(cfg, target, specs, overrides)
+
+
+_DEFENSES = {
+    "none": Defense("none"),
+    "adv_train": Defense("adv_train"),
+    "pgd_train": Defense("pgd_train"),
+    "distillation": Defense("distillation"),
+    "noise_train": Defense("noise_train"),
+    "prune": Defense("prune"),
+    "hgd": Defense("hgd", wraps=True, view="hgd.evaluation:hgd_view"),
+}
+DEFENSE_NAMES = tuple(_DEFENSES)
+
+
+def defense(name) -> Defense:
+    """The registered defense `name` (a one-line UserError names the known ones)."""
+    if name not in _DEFENSES:
+        raise UserError(f"unknown defense {name!r}; known: {', '.join(DEFENSE_NAMES)}")
+    return _DEFENSES[name]
