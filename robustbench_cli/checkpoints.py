@@ -132,14 +132,23 @@ def newest_unfinished_run(output_dir, model: str, dataset: str, defense: str) ->
     return max(runs)[1]
 
 
+SHAPE_KEYS = ("num_classes", "channels", "height", "width")
+
+
+def check_fits(trained: dict, data: dict, what: str, keys=SHAPE_KEYS) -> None:
+    """`what` (a checkpoint, named in the message) was trained on data of this shape and
+    class count: `trained` and `data` are dataset descriptions (DatasetInfo.to_dict())."""
+    for key in keys:
+        if trained[key] != data[key]:
+            raise UserError(f"{what} was trained with {key}={trained[key]}, the "
+                            f"{data.get('name', 'evaluated')} data has {key}={data[key]}")
+
+
 def check_resumable(path, model: str, info: dict) -> Path:
     """A checkpoint that training can continue from: ours, same model and data shape."""
     meta = read_checkpoint(path)[META_KEY]
     trained = meta["model"]["name"]
     if trained != model:
         raise UserError(f"cannot continue from {path}: it holds model {trained}, not {model}")
-    for key in ("num_classes", "channels", "height", "width"):
-        if meta["info"][key] != info[key]:
-            raise UserError(f"cannot continue from {path}: trained with {key}={meta['info'][key]}, "
-                            f"the data has {key}={info[key]}")
+    check_fits(meta["info"], info, f"cannot continue from {path}: it")
     return Path(path)

@@ -17,3 +17,16 @@ def git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return f"robustbench_cli {robustbench_cli.__version__}"
     return commit + ("+dirty" if dirty else "")
+
+
+def write_run_record(run_dir, cfg, record: dict) -> None:
+    """run.json in `run_dir`: `record` (identity and results summary), the code revision and
+    the resolved config, written atomically."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from robustbench_cli.reporting import atomic_write_text
+
+    full = {**record, "git_revision": git_revision(), "config": OmegaConf.to_container(cfg, resolve=True)}
+    atomic_write_text(Path(run_dir) / "run.json", json.dumps(full, indent=2, default=str) + "\n")

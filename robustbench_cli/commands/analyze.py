@@ -19,10 +19,8 @@ def _denoiser_labels(metas: list[dict]) -> list[str]:
 
 def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     """Compute and write the layer table; returns {"layers": [...], "levels": {kind: [...]}}."""
-    import json
     from pathlib import Path
 
-    from omegaconf import OmegaConf
     from rich.console import Console
 
     from robustbench_cli import attacks
@@ -35,8 +33,7 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import resolve_device
     from robustbench_cli.evaluation.target import load_target
-    from robustbench_cli.provenance import git_revision
-    from robustbench_cli.reporting import atomic_write_text
+    from robustbench_cli.provenance import write_run_record
 
     check_seed(cfg)
     check_positive_int(cfg.batch_size, "batch_size")
@@ -62,10 +59,9 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     title = (f"Perturbation level by layer: {target.meta['model']['name']} on {target.dataset_cfg.name}, "
              f"{name} eps={eps[0]:.4g}, n={len(target.test_set)}")
     write_layer_report(run_dir, layers, levels, title)
-    record = {**target.identity(), "attack": name, "eps": eps[0], "n": len(target.test_set),
-              "denoisers": {label: str(Path(p).resolve()) for label, p in zip(denoisers, paths)},
-              "git_revision": git_revision(), "config": OmegaConf.to_container(cfg, resolve=True)}
-    atomic_write_text(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
+    write_run_record(run_dir, cfg, {
+        **target.identity(), "attack": name, "eps": eps[0], "n": len(target.test_set),
+        "denoisers": {label: str(Path(p).resolve()) for label, p in zip(denoisers, paths)}})
     Console().print(layer_table(layers, levels, title))
     print(f"results in {run_dir}")
     return {"layers": layers, "levels": levels}

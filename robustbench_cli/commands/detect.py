@@ -5,7 +5,6 @@ import sys
 
 
 def detect(cfg) -> list[dict]:
-    import json
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
@@ -17,8 +16,7 @@ def detect(cfg) -> list[dict]:
     from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import AttackSpec, check_protocol
     from robustbench_cli.evaluation.target import load_target
-    from robustbench_cli.provenance import git_revision
-    from robustbench_cli.reporting import atomic_write_text
+    from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
 
     check_seed(cfg)
@@ -44,10 +42,7 @@ def detect(cfg) -> list[dict]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_detection_results(run_dir, rows)
     _write_plots(run_dir, report, rows)
-    run_record = {**identity, "git_revision": git_revision(),
-                  "config": OmegaConf.to_container(cfg, resolve=True),
-                  "trained_with": target.trained_with()}
-    atomic_write_text(run_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
+    write_run_record(run_dir, cfg, {**identity, "trained_with": target.trained_with()})
     print_detection_results(rows)
     print(f"results in {run_dir}")
     return rows

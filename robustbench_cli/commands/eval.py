@@ -20,11 +20,9 @@ def attack_specs(cfg, overrides: list[str]) -> tuple[list, bool]:
 
 
 def evaluate(cfg) -> list[dict]:
-    import json
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
     from robustbench_cli.config import check_positive_int, check_seed, parse_eps, parse_flag
     from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
@@ -32,8 +30,8 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.evaluation.row_store import RowStore
     from robustbench_cli.evaluation.runner import check_protocol, check_top5, evaluate
     from robustbench_cli.evaluation.target import load_target
-    from robustbench_cli.provenance import git_revision
-    from robustbench_cli.reporting import atomic_write_text, print_results
+    from robustbench_cli.provenance import write_run_record
+    from robustbench_cli.reporting import print_results
     from robustbench_cli.reporting.notes import sanity_failures
 
     check_seed(cfg)
@@ -60,11 +58,8 @@ def evaluate(cfg) -> list[dict]:
              worst_case=several, finished=finished, on_row=lambda row: store.save(view.annotate(row)))
     rows = store.rows
     notes = store.notes()
-    run_record = {**identity, "git_revision": git_revision(),
-                  "sanity": {"checked": sanity, "failed": sanity_failures(rows)},
-                  "config": OmegaConf.to_container(cfg, resolve=True),
-                  "trained_with": target.trained_with()}
-    atomic_write_text(run_dir / "run.json", json.dumps(run_record, indent=2) + "\n")
+    write_run_record(run_dir, cfg, {**identity, "trained_with": target.trained_with(),
+                                    "sanity": {"checked": sanity, "failed": sanity_failures(rows)}})
     print_results(rows, notes)
     view.report(rows)
     print(f"results in {run_dir}")

@@ -159,7 +159,13 @@ def trained_temperature(meta: dict) -> float | None:
 
 def _teacher(path: Path, what: str, temperature: float, data):
     """The teacher at `path`, refused unless trained at `temperature` on this data's shape."""
-    from robustbench_cli.checkpoints import META_KEY, build_classifier, classifier_state, read_checkpoint
+    from robustbench_cli.checkpoints import (
+        META_KEY,
+        build_classifier,
+        check_fits,
+        classifier_state,
+        read_checkpoint,
+    )
 
     content = read_checkpoint(path)
     meta = content[META_KEY]
@@ -174,16 +180,12 @@ def _teacher(path: Path, what: str, temperature: float, data):
     if meta["model"].get("head", "sce") != "sce":
         raise UserError(f"{what} {path} has model.head={meta['model']['head']}: soft labels need a "
                         "softmax (sce) teacher")
-    info = data.info.to_dict()
-    for key in ("num_classes", "channels", "height", "width"):
-        if meta["info"][key] != info[key]:
-            raise UserError(f"{what} {path} was trained with {key}={meta['info'][key]}, "
-                            f"the {info['name']} data has {key}={info[key]}")
+    check_fits(meta["info"], data.info.to_dict(), f"{what} {path}")
     return build_classifier(meta, classifier_state(content), path)
 
 
 def _prune_plan(defense: dict, data) -> TrainingPlan:
-    from robustbench_cli.checkpoints import build_classifier, classifier_state, read_checkpoint
+    from robustbench_cli.checkpoints import build_classifier, check_fits, classifier_state, read_checkpoint
     from robustbench_cli.defenses.pruning import KeepPruned, prune
     from robustbench_cli.lit.classifier import plain_objective
 
@@ -192,11 +194,7 @@ def _prune_plan(defense: dict, data) -> TrainingPlan:
         raise UserError("defense=prune needs defense.source_ckpt=PATH (the trained model to prune)")
     content = read_checkpoint(source)
     meta = content["robust"]
-    info = data.info.to_dict()
-    for key in ("num_classes", "channels", "height", "width"):
-        if info[key] != meta["info"][key]:
-            raise UserError(f"defense.source_ckpt was trained with {key}={meta['info'][key]}, "
-                            f"the {info['name']} data has {key}={info[key]}")
+    check_fits(meta["info"], data.info.to_dict(), f"defense.source_ckpt {source}")
     model = build_classifier(meta, classifier_state(content), source)
     ratio = _fraction(defense, "ratio")
     epochs = defense.get("finetune_epochs", 0)

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from robustbench_cli.checkpoints import (
     META_KEY,
     build_classifier,
+    check_fits,
     classifier_state,
     file_sha256,
     newest_train_checkpoint,
@@ -66,7 +67,7 @@ def load_target(cfg, overrides: list[str], defense: str | None = None) -> Target
                         f"(drop model= or pass model={trained})")
     dataset_cfg = _dataset_config(cfg, meta, explicit, overrides)
     data = RobustDataModule(dataset_cfg, data_dir=cfg.paths.data_dir, seed=cfg.seed)
-    _check_fits(data.info.to_dict(), meta["info"], ckpt)
+    check_fits(meta["info"], data.info.to_dict(), f"checkpoint {ckpt}")
     test_set = data.test_dataset()
     if len(test_set) == 0:
         raise UserError(f"the {dataset_cfg.name} test split is empty")
@@ -89,9 +90,3 @@ def _dataset_config(cfg, meta: dict, explicit: dict, overrides: list[str]):
         dataset.root = meta["dataset"].get("root")
     return dataset
 
-
-def _check_fits(info: dict, trained: dict, ckpt) -> None:
-    for key in ("num_classes", "channels", "height", "width"):
-        if info[key] != trained[key]:
-            raise UserError(f"checkpoint {ckpt} was trained with {key}={trained[key]} but the "
-                            f"{info['name']} data has {key}={info[key]}")

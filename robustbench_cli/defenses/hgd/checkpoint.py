@@ -60,7 +60,6 @@ def load_denoiser(path) -> tuple[torch.nn.Module, dict]:
 
 def check_shape(meta: dict, info: dict, path) -> None:
     """The denoiser must take the data's images (channels, height, width)."""
-    for key in ("channels", "height", "width"):
-        if meta["info"][key] != info[key]:
-            raise UserError(f"denoiser {path} was trained with {key}={meta['info'][key]}, the "
-                            f"{info['name']} data has {key}={info[key]}")
+    from robustbench_cli.checkpoints import check_fits
+
+    check_fits(meta["info"], info, f"denoiser {path}", keys=("channels", "height", "width"))

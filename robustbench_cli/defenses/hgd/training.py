@@ -24,13 +24,6 @@ def _source_model(settings, target):
     return LogitEnsemble(members).eval(), [str(path.resolve()) for path in settings.source_ckpts]
 
 
-def _check_fits(meta: dict, info: dict, path) -> None:
-    for key in ("num_classes", "channels", "height", "width"):
-        if meta["info"][key] != info[key]:
-            raise UserError(f"defense.target_ckpt {path} was trained with {key}={meta['info'][key]}, "
-                            f"the {info['name']} data has {key}={info[key]}")
-
-
 def _resume_from(cfg):
     """ckpt_path: the last.ckpt of an interrupted denoiser run, continued in this run."""
     if not cfg.ckpt_path:
@@ -50,7 +43,7 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
     from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
     from pytorch_lightning.loggers import CSVLogger
 
-    from robustbench_cli.checkpoints import file_sha256
+    from robustbench_cli.checkpoints import check_fits, file_sha256
     from robustbench_cli.config import recorded_dataset_config
     from robustbench_cli.data import RobustDataModule
     from robustbench_cli.defenses.hgd.checkpoint import KIND, read_classifier
@@ -72,7 +65,7 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
     data.prepare_data()
     info = data.info.to_dict()
     target, target_meta = read_classifier(settings.target_ckpt, "defense.target_ckpt")
-    _check_fits(target_meta, info, settings.target_ckpt)
+    check_fits(target_meta["info"], info, f"defense.target_ckpt {settings.target_ckpt}")
     source, source_paths = _source_model(settings, target)
     guide = guide_config(settings.guide, settings.guide_layer, target)
     network = denoiser_config(settings.denoiser, settings.widths, *data.info.input_shape)
@@ -96,8 +89,8 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
             "defense": OmegaConf.to_container(cfg.defense, resolve=True), "seed": cfg.seed}
     has_val = cfg.dataset.val_fraction > 0
     module = DenoiserModule(build_denoiser(network), target, GuideLoss(guide),
-                            OmegaConf.to_container(cfg.optim, resolve=True), settings.lr_final,
-                            settings.lr_patience, meta, pairs=maker if settings.online else None,
+                            OmegaConf.to_container(cfg.optim, resolve=True), meta,
+                            pairs=maker if settings.online else None,
                             seed=cfg.seed, monitor="val_loss" if has_val else "train_loss_epoch")
 
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
