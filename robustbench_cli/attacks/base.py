@@ -4,9 +4,18 @@ An attack sees the model only through `__call__`, which puts the model in eval m
 frozen parameters, takes gradients with respect to the input alone (or, for an attack that
 only reads outputs, runs with autograd off), and returns a detached batch clamped to [0, 1]
 and projected into the eps-ball. Subclasses implement `_perturb`.
+
+Randomness is seeded per point. `attack(x, y, index=...)` takes each point's index in the
+evaluated dataset, and every random draw an attack makes goes through `_random`, which seeds
+one generator per point from (the attack's `seed`, the point's index, the draw's stream
+name) and draws that point's values alone. A point's random start, target class or noise
+therefore depends on nothing else in the batch: not the batch size, the batch order, which
+other points are still active, or how the test set is sharded over processes.
 """
 
+import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -33,13 +42,29 @@ def frozen_eval(model: torch.nn.Module):
             module.training = training
 
 
+def point_seed(seed: int, stream: str, index: int) -> int:
+    """The generator seed of one point's draws in one stream: the first 63 bits of
+    BLAKE2b("{seed}|{stream}|{index}"), stable across processes, platforms and versions."""
+    digest = hashlib.blake2b(f"{seed}|{stream}|{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def per_example_norm(t: torch.Tensor, p: float) -> torch.Tensor:
     """Norm of each example, shaped to broadcast against the batch."""
     return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
 class Attack(ABC):
-    """`attack(x, y) -> x_adv`: same shape, in [0, 1], inside the eps-ball, x untouched."""
+    """`attack(x, y, index=None) -> x_adv`: same shape, in [0, 1], inside the eps-ball, x
+    untouched.
+
+    `index` numbers the points (their indices in the evaluated dataset: the evaluation runner
+    passes them), so that an attack with randomness gives each point the draws of its own
+    (seed, index) whatever batch it is in. Without it the points are numbered on from the
+    previous call that had no index: 0..len(x)-1 for a new attack, so `build(...)(x, y)` is
+    deterministic, and an attack object reused over many batches (adversarial training, for
+    one) still gets fresh draws for every batch.
+    """
 
     name: str
     # "linf" or "l2": projected into that eps-ball; "l0": the attack counts its changed
@@ -53,14 +78,20 @@ class Attack(ABC):
     # its top `stop_top_k` classes (1: misclassified) and keeps that iterate; None runs every
     # iteration. The evaluation protocol sets it with `stop_at`.
     stop_top_k: int | None = 1
+    seed = 0  # attacks that draw random numbers take it as a parameter
 
     def __init__(self, model: torch.nn.Module, *, eps):
         self.model = model
         self.eps = params.eps(eps, self.norm)
         self.stats = dict.fromkeys(self.stat_names, 0)
+        self.index: torch.Tensor | None = None  # the points of the current (or last) call
+        self._next_index = 0  # where numbering goes on for a call without an index
+        self._generators: dict[torch.device, torch.Generator] = {}
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor,
+                 index: torch.Tensor | None = None) -> torch.Tensor:
         self.stats = dict.fromkeys(self.stat_names, 0)
+        self.index = self._point_indices(index, len(x))
         if self.eps == 0:
             return x.detach().clone()
         # Lightning evaluates under inference mode; a gradient attack needs autograd whatever
@@ -70,6 +101,62 @@ class Attack(ABC):
             x, y = x.detach().clone(), y.detach().clone()  # clone: inference tensors -> normal
             x_adv = self._project(x, self._perturb(x, y))
         return x_adv.detach()
+
+    def _point_indices(self, index, count: int) -> torch.Tensor:
+        """The call's point indices as a CPU LongTensor, checked (or numbered on)."""
+        if index is None:
+            start, self._next_index = self._next_index, self._next_index + count
+            return torch.arange(start, start + count)
+        index = torch.as_tensor(index).detach().cpu()
+        if index.shape != (count,) or index.is_floating_point() or index.is_complex():
+            raise ValueError(f"index must hold one integer per point ({count}), got "
+                             f"{index.dtype} of shape {tuple(index.shape)}")
+        return index.long()
+
+    def _random(self, shape, *stream, rows=None, kind: str | Callable = "rand", low: int = 0,
+                high: int | None = None, dtype: torch.dtype | None = None, device=None,
+                portable: bool = True) -> torch.Tensor:
+        """Random values of `shape` for each point, shaped (points, *shape): every point's
+        from its own generator, seeded with `point_seed(self.seed, stream, index)`.
+
+        `stream` names the draw (e.g. "start", restart): a different name gives independent
+        values, the same name the same values, so an attack names each draw it makes for a
+        point once (per restart, per iteration, ...). `rows` picks points of the current call
+        (positions in its batch, as the attack's active subsets hold them; None: all).
+        `kind`: "rand" (uniform [0, 1)), "randn" (standard normal), "randint" ([low, high)),
+        or fill(tensor, generator) filling one point's tensor in place.
+
+        `portable` draws on a CPU generator, so any device gets the same values; otherwise
+        the draw happens on `device` with a generator of that device (no host transfer, for
+        attacks that draw a lot), which repeats only on the same kind of device. Either way
+        the result is on `device` (default: the CPU).
+        """
+        if self.index is None:
+            raise RuntimeError("_random draws for the points of a call: use it in _perturb")
+        index = self.index if rows is None else self.index[torch.as_tensor(rows).cpu()]
+        shape = tuple(shape)
+        device = torch.device("cpu" if device is None else device)
+        where = torch.device("cpu") if portable else device
+        if dtype is None:
+            dtype = torch.long if kind == "randint" else torch.get_default_dtype()
+        generator = self._generators.get(where)
+        if generator is None:
+            generator = self._generators[where] = torch.Generator(where)
+        values = torch.empty((len(index), *shape), dtype=dtype, device=where)
+        name = "/".join(map(str, stream))
+        for row, point in enumerate(index.tolist()):
+            generator.manual_seed(point_seed(self.seed, name, point))
+            if kind == "rand":
+                values[row].uniform_(generator=generator)
+            elif kind == "randn":
+                values[row].normal_(generator=generator)
+            elif kind == "randint":
+                values[row].random_(low, high, generator=generator)
+            elif callable(kind):
+                kind(values[row], generator)
+            else:
+                raise ValueError(f"unknown kind of random values {kind!r}")
+        return values.to(device)
 
     def stop_at(self, top_k: int | None) -> None:
         """Stop a point once its true class leaves its top `top_k` (None: never), unless the
@@ -85,7 +172,8 @@ class Attack(ABC):
 
     @abstractmethod
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The attack itself, on a batch already detached; `__call__` projects the result."""
+        """The attack itself, on a batch already detached; `__call__` projects the result.
+        `self.index` holds the batch's point indices; random draws go through `_random`."""
 
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """Into the eps-ball around x (for "linf" and "l2"), then into [0, 1] (which only moves

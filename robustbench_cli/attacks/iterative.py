@@ -5,6 +5,8 @@ With early stopping each point leaves the active set at its first fooling iterat
 class out of the top 1, or out of the top 5 when the evaluation reports top-5), which it
 keeps; later steps compute only on points that are still unfooled.
 Losses are summed per example, so a point's path does not depend on who else is active.
+PGD's random start is drawn per point (see `Attack._random`), from the attack's seed, the
+point's index and the restart, so it does not depend on the batch either.
 """
 
 import math
@@ -45,7 +47,8 @@ class IterativeAttack(Attack):
         """The quantity each step ascends."""
         return cross_entropy(logits, targets)
 
-    def _start(self, x) -> torch.Tensor:
+    def _start(self, x, rows, restart) -> torch.Tensor:
+        """Where restart `restart` begins for the points x, which are `rows` of the call."""
         return x.clone()
 
     def _step(self, x_adv, grad) -> torch.Tensor:
@@ -56,7 +59,8 @@ class IterativeAttack(Attack):
         x_adv = x.clone()
         survivors = torch.arange(len(x), device=x.device)
         for restart in range(self.restarts):
-            x_adv[survivors] = self._descend(x[survivors], y[survivors], targets[survivors])
+            x_adv[survivors] = self._descend(x[survivors], y[survivors], targets[survivors],
+                                             survivors, restart)
             if restart + 1 < self.restarts:
                 with torch.no_grad():
                     logits = self.model(x_adv[survivors])
@@ -66,8 +70,8 @@ class IterativeAttack(Attack):
                     break
         return x_adv
 
-    def _descend(self, x, y, targets):
-        x_adv = self._start(x)
+    def _descend(self, x, y, targets, rows, restart):
+        x_adv = self._start(x, rows, restart)
         active = torch.arange(len(x), device=x.device)
         for _ in range(self.steps):
             logits, grad = self._input_gradient(
@@ -127,7 +131,10 @@ class IterLL(KurakinIterative):
 
 
 class PGDLinf(IterativeAttack):
-    """Projected gradient descent with a random start in the L-inf ball."""
+    """Projected gradient descent with a random start in the L-inf ball.
+
+    Each point's start is drawn from its own generator, seeded by (seed, the point's index,
+    the restart): restarts start afresh, and the start never depends on the batch."""
 
     name = "pgd_linf"
 
@@ -144,16 +151,16 @@ class PGDLinf(IterativeAttack):
         self.restarts = params.positive_int("restarts", restarts)
         if self.restarts > 1 and not self.random_start:
             raise UserError("restarts > 1 needs random_start=true, or they all repeat")
-        self.generator = torch.Generator().manual_seed(params.non_negative_int("seed", seed))
+        self.seed = params.non_negative_int("seed", seed)
 
-    def _start(self, x):
+    def _start(self, x, rows, restart):
         if not self.random_start:
             return x.clone()
-        return self._project(x, x + self._random_offset(x))
+        return self._project(x, x + self._random_offset(x, rows, restart))
 
-    def _random_offset(self, x) -> torch.Tensor:
-        """Uniform in the L-inf ball; drawn on the CPU generator so any device gets the same."""
-        noise = torch.rand(x.shape, generator=self.generator, dtype=x.dtype)
+    def _random_offset(self, x, rows, restart) -> torch.Tensor:
+        """Uniform in the L-inf ball; drawn on CPU generators so any device gets the same."""
+        noise = self._random(x.shape[1:], "start", restart, rows=rows, dtype=x.dtype)
         return ((2 * noise - 1) * self.eps).to(x.device)
 
 
@@ -164,11 +171,13 @@ class PGDL2(PGDLinf):
     name = "pgd_l2"
     norm = "l2"
 
-    def _random_offset(self, x):
-        direction = torch.randn(x.shape, generator=self.generator, dtype=x.dtype)
+    def _random_offset(self, x, rows, restart):
+        direction = self._random(x.shape[1:], "start", restart, "direction", rows=rows,
+                                 kind="randn", dtype=x.dtype)
         direction = direction / per_example_norm(direction, 2)
         # Radius eps * u^(1/d) makes the point uniform in the d-dimensional ball's volume.
-        u = torch.rand((len(x),) + (1,) * (x.dim() - 1), generator=self.generator, dtype=x.dtype)
+        u = self._random((1,) * (x.dim() - 1), "start", restart, "radius", rows=rows,
+                         dtype=x.dtype)
         return (direction * self.eps * u ** (1 / x[0].numel())).to(x.device)
 
     def _step(self, x_adv, grad):

@@ -63,8 +63,9 @@ class JSMA(Attack):
     `max_pixels` of the features per point, until the point reaches its target class (or,
     with target="none", leaves its true class). A point with no admissible pair left stops.
 
-    target: "random" (a seeded class other than the true one), "ll" (the clean input's least
-    likely class), a class index (points already of that class are left alone) or "none".
+    target: "random" (a class other than the true one, drawn per point from the seed and the
+    point's index), "ll" (the clean input's least likely class), a class index (points
+    already of that class are left alone) or "none".
     saliency: the outputs whose gradients make the map, "softmax" (stronger on our
     Fashion-MNIST models) or "logits". candidates: how many features the pair search
     considers (see `best_pairs`); null pairs every feature, as in the paper, which costs
@@ -88,7 +89,7 @@ class JSMA(Attack):
         self.target = parse_target(target)
         self.candidates = None if candidates is None else params.positive_int("candidates",
                                                                                candidates)
-        self.generator = torch.Generator().manual_seed(params.non_negative_int("seed", seed))
+        self.seed = params.non_negative_int("seed", seed)
 
     @torch.no_grad()
     def _targets(self, x, y) -> torch.Tensor:
@@ -100,8 +101,9 @@ class JSMA(Attack):
         if self.target == "ll":
             return logits.argmin(1)
         if self.target == "random":
-            # Drawn on the CPU generator so the choice is the same on any device.
-            shift = torch.randint(1, classes, (len(y),), generator=self.generator)
+            # Per point from (seed, its index), on a CPU generator: the same on any device
+            # and in any batch.
+            shift = self._random((), "target", kind="randint", low=1, high=classes)
             return (y + shift.to(y.device)) % classes
         if self.target >= classes:
             raise UserError(f"target {self.target} is not a class of a {classes}-class model")

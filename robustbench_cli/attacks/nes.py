@@ -36,9 +36,14 @@ class NES(Attack):
     Each iteration spends, per still-correct point, one query to check whether it is already
     misclassified (then it stops, keeping that iterate) and 2 * `samples` for the estimate;
     iterations stop at `steps` or when another would overrun `max_queries` per point.
-    `stats["queries"]` counts every image the model classified. Noise is drawn on the
-    input's device (the volume would make CPU draws the bottleneck on a GPU), so a seed
-    repeats a result on the same kind of device.
+    `stats["queries"]` counts every image the model classified.
+
+    Each point's search noise in an iteration comes from one generator seeded by (seed, the
+    point's index, the iteration) (see `Attack._random`), which draws all that point's
+    samples at once, so the noise does not depend on the batch or on which other points are
+    still active. It is drawn on the input's device (on a GPU the volume would make CPU draws
+    and host transfers the bottleneck), so a seed repeats a result on the same kind of
+    device; CPU and CUDA generators give different values.
     """
 
     name = "nes"
@@ -68,17 +73,16 @@ class NES(Attack):
             iterations = min(iterations, params.positive_int("steps", steps))
         self.iterations = iterations
         self.seed = params.non_negative_int("seed", seed)
-        self.generators = {}  # device -> its seeded generator, made on first use
 
     def _perturb(self, x, y):
         x_adv = x.clone()
         direction = torch.zeros_like(x)  # the running average of the estimates
         active = torch.arange(len(x), device=x.device)
-        for _ in range(self.iterations):
+        for iteration in range(self.iterations):
             active = active[self._unfinished(self._query(x_adv[active]), y[active])]
             if len(active) == 0:
                 break
-            estimate = self._estimate_gradient(x_adv[active], y[active])
+            estimate = self._estimate_gradient(x_adv[active], y[active], active, iteration)
             direction[active] = self.momentum * direction[active] + (1 - self.momentum) * estimate
             step = self.step_size * direction[active].sign()
             x_adv[active] = self._project(x[active], x_adv[active] + step)
@@ -88,25 +92,32 @@ class NES(Attack):
         self.stats["queries"] += len(images)
         return self.model(images)
 
-    def _estimate_gradient(self, x, y):
-        """The antithetic NES estimate of the margin's gradient at each point of x."""
-        generator = self._generator(x.device)
+    def _estimate_gradient(self, x, y, rows, iteration):
+        """The antithetic NES estimate of the margin's gradient at each point of x (the
+        call's points `rows`), from each point's own noise for this iteration."""
         per_image = x[0].numel()
         chunk = max(1, min(QUERY_IMAGES, QUERY_VALUES // per_image) // 2)  # pairs per forward
-        owner = torch.arange(len(x), device=x.device).repeat_interleave(self.samples)
-        grad = torch.zeros_like(x)
-        for start in range(0, len(owner), chunk):
-            points = owner[start:start + chunk]
-            noise = torch.randn((len(points), *x.shape[1:]), generator=generator,
-                                device=x.device, dtype=x.dtype)
-            # Queries are valid images: clamping makes a pixel at 0 or 1 a one-sided difference.
-            probes = torch.cat([x[points] + self.sigma * noise, x[points] - self.sigma * noise])
-            losses = margin(self._query(probes.clamp(0, 1)), torch.cat([y[points], y[points]]))
-            difference = losses[:len(points)] - losses[len(points):]
-            grad.index_add_(0, points, difference.view(-1, *[1] * (x.dim() - 1)) * noise)
+        group = max(1, chunk // self.samples)  # points whose noise is drawn at once
+        broadcast = [1] * (x.dim() - 1)
+        grad = torch.empty_like(x)
+        for start in range(0, len(x), group):
+            part = slice(start, start + group)
+            noise = self._random((self.samples, *x.shape[1:]), "estimate", iteration,
+                                 rows=rows[part], kind="randn", dtype=x.dtype, device=x.device,
+                                 portable=False).flatten(0, 1)
+            owner = torch.arange(start, start + len(noise) // self.samples,
+                                 device=x.device).repeat_interleave(self.samples)
+            difference = torch.empty(len(noise), dtype=x.dtype, device=x.device)
+            for first in range(0, len(noise), chunk):
+                pairs = slice(first, first + chunk)
+                centre, offset = x[owner[pairs]], self.sigma * noise[pairs]
+                # Queries are valid images: clamping makes a pixel at 0 or 1 a one-sided
+                # difference.
+                probes = torch.cat([centre + offset, centre - offset]).clamp(0, 1)
+                labels = y[owner[pairs]]
+                losses = margin(self._query(probes), torch.cat([labels, labels]))
+                count = len(labels)
+                difference[pairs] = losses[:count] - losses[count:]
+            weighted = difference.view(-1, *broadcast) * noise
+            grad[part] = weighted.view(-1, self.samples, *x.shape[1:]).sum(1)
         return grad / (2 * self.samples * self.sigma)
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self.generators:
-            self.generators[device] = torch.Generator(device).manual_seed(self.seed)
-        return self.generators[device]

@@ -1,8 +1,9 @@
 """Random-noise baselines: one seeded draw per point, no model access at all.
 
 A gradient attack that does no better than noise of the same size is a warning sign, so
-these share the eps sweep with the real attacks. Noise is drawn on the CPU generator, so a
-seed gives the same perturbation on any device.
+these share the eps sweep with the real attacks. Each point's noise comes from its own CPU
+generator, seeded by (seed, the point's index) (see `Attack._random`), so a point gets the
+same noise on any device, in any batch.
 """
 
 from abc import abstractmethod
@@ -20,14 +21,14 @@ class NoiseAttack(Attack):
 
     def __init__(self, model, *, eps, seed=0):
         super().__init__(model, eps=eps)
-        self.generator = torch.Generator().manual_seed(params.non_negative_int("seed", seed))
+        self.seed = params.non_negative_int("seed", seed)
 
     def _perturb(self, x, y):
-        return x + self._noise(x.shape, x.dtype).to(x.device)
+        return x + self._noise(x.shape[1:], x.dtype).to(x.device)
 
     @abstractmethod
     def _noise(self, shape, dtype) -> torch.Tensor:
-        """One draw of the noise, on the CPU."""
+        """The noise for every point of the call, (points, *shape), on the CPU."""
 
 
 class Gaussian(NoiseAttack):
@@ -41,7 +42,7 @@ class Gaussian(NoiseAttack):
         self.sigma = self.eps if sigma is None else params.positive_number("sigma", sigma)
 
     def _noise(self, shape, dtype):
-        return self.sigma * torch.randn(shape, generator=self.generator, dtype=dtype)
+        return self.sigma * self._random(shape, "noise", kind="randn", dtype=dtype)
 
 
 class RandomSign(NoiseAttack):
@@ -50,7 +51,7 @@ class RandomSign(NoiseAttack):
     name = "random_sign"
 
     def _noise(self, shape, dtype):
-        return self.eps * torch.randn(shape, generator=self.generator, dtype=dtype).sign()
+        return self.eps * self._random(shape, "noise", kind="randn", dtype=dtype).sign()
 
 
 class TruncNormal(NoiseAttack):
@@ -59,6 +60,8 @@ class TruncNormal(NoiseAttack):
     name = "trunc_normal"
 
     def _noise(self, shape, dtype):
-        noise = torch.empty(shape, dtype=dtype)
-        return torch.nn.init.trunc_normal_(noise, std=self.eps / 2, a=-self.eps, b=self.eps,
-                                           generator=self.generator)
+        def truncated(values, generator):
+            torch.nn.init.trunc_normal_(values, std=self.eps / 2, a=-self.eps, b=self.eps,
+                                        generator=generator)
+
+        return self._random(shape, "noise", kind=truncated, dtype=dtype)

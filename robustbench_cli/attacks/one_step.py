@@ -2,8 +2,6 @@
 class variants (Kurakin et al. 2017, appendix A), the entropy step and the fast gradient
 method scaled to the L2 or L-inf ball."""
 
-import torch
-
 from robustbench_cli.attacks import params
 from robustbench_cli.attacks.base import Attack, LabelledAttack, cross_entropy, per_example_norm
 
@@ -42,19 +40,20 @@ class StepLL(Attack):
 
 
 class StepRnd(Attack):
-    """One step toward a class drawn uniformly among those other than the true label."""
+    """One step toward a class drawn uniformly among those other than the true label, drawn
+    per point from (seed, the point's index)."""
 
     name = "step_rnd"
 
     def __init__(self, model, *, eps, seed=0):
         super().__init__(model, eps=eps)
-        self.generator = torch.Generator().manual_seed(params.non_negative_int("seed", seed))
+        self.seed = params.non_negative_int("seed", seed)
 
     def _perturb(self, x, y):
         def toward_random_class(logits):
             classes = logits.shape[1]
-            # Drawn on the CPU generator so the choice is the same on any device.
-            shift = torch.randint(1, classes, (len(y),), generator=self.generator)
+            # Per point from (seed, its index), on a CPU generator: the same on any device.
+            shift = self._random((), "class", kind="randint", low=1, high=classes)
             return -cross_entropy(logits, (y + shift.to(y.device)) % classes)
 
         _, grad = self._input_gradient(x, toward_random_class)

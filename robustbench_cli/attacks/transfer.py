@@ -45,6 +45,8 @@ class Transfer(Attack):
     Unless `source_params` sets it, the source attack runs with early_stop=false: stopping
     once the source is fooled leaves points just across the source's boundary, which
     transfer worse than the full run. `stats` are the source attack's, prefixed "source_".
+    The source attack gets the call's point indices, so its randomness (a PGD start, say,
+    seeded by its own `seed` in `source_params`) is per point as everywhere else.
     """
 
     name = "transfer"
@@ -77,7 +79,7 @@ class Transfer(Attack):
         if x.shape[1:] != self._checked_shape:
             self._check_sources_fit(x)
             self._checked_shape = x.shape[1:]
-        x_adv = self.source(x, y)
+        x_adv = self.source(x, y, index=self.index)  # the same points: the same draws
         self.stats.update({f"source_{key}": value for key, value in self.source.stats.items()})
         return x_adv
 

@@ -103,10 +103,12 @@ def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: 
         detector.calibrate(_loader(dataset, calibration, batch_size, num_workers), device, seed)
         outcomes = {key: _Outcome() for key in (CLEAN, *attackers)}
         loader = _loader(dataset, evaluation, batch_size, num_workers)
+        points = torch.tensor(evaluation, dtype=torch.long)  # dataset index of each point
         with progress_bar(progress, len(loader)) as advance:
             for x, y in loader:
+                batch, points = points[:len(y)], points[len(y):]
                 _measure_batch(model, detector, attackers, x.to(device), y.to(device), outcomes,
-                               all_points)
+                               all_points, batch)
                 advance()
     finally:
         model.train(was_training)
@@ -120,7 +122,7 @@ def _loader(dataset, indices, batch_size, num_workers) -> DataLoader:
                       num_workers=num_workers)
 
 
-def _measure_batch(model, detector, attackers, x, y, outcomes, all_points) -> None:
+def _measure_batch(model, detector, attackers, x, y, outcomes, all_points, points) -> None:
     start = time.perf_counter()
     with torch.no_grad():
         correct = model(x).argmax(1) == y
@@ -134,7 +136,7 @@ def _measure_batch(model, detector, attackers, x, y, outcomes, all_points) -> No
         sent = _copy(clean)  # points not attacked send their clean image
         still_correct = correct.clone()
         if len(index):
-            x_adv = attack(x[index], y[index])
+            x_adv = attack(x[index], y[index], index=points[index.cpu()])
             with torch.no_grad():
                 still_correct[index] = model(x_adv).argmax(1) == y[index]
             adversarial = detector.decide(x_adv)

@@ -222,11 +222,11 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
         if attack.eps > 0 and len(idx) and spec.name != "none":
             x, y = x[idx].to(device), y[idx].to(device)
             start = time.perf_counter()
-            x_adv = attack(x, y)
+            points = idx + batch.start
+            x_adv = attack(x, y, index=points)  # dataset indices: per-point seeding
             with torch.inference_mode():
                 adv_logits = model(x_adv)
             seconds += time.perf_counter() - start
-            points = idx + batch.start
             correct[points] = (adv_logits.argmax(1) == y).cpu()
             top5[points] = in_top_k(adv_logits, y, 5).cpu()
             for key, value in getattr(attack, "stats", {}).items():

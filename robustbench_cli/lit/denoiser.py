@@ -7,30 +7,34 @@ loss; validation and test also log the denoising L1 and the target's accuracy on
 and on undenoised noisy images.
 """
 
+from collections.abc import Callable
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustbench_cli.checkpoints import META_KEY
-from robustbench_cli.defenses.hgd.guides import GuideLoss
-from robustbench_cli.defenses.hgd.pairs import PairMaker
+from robustbench_cli.lit.optim import configure
 
 TARGET_PREFIX = "target."
 STAGE_SEEDS = {"train": 0, "val": 1 << 20, "test": 2 << 20}  # separate pair streams per stage
 
 
 class DenoiserModule(pl.LightningModule):
-    def __init__(self, denoiser: torch.nn.Module, target: torch.nn.Module, guide: GuideLoss,
-                 optim: dict, lr_final: float, lr_patience: int, meta: dict,
-                 pairs: PairMaker | None = None, seed: int = 0, monitor: str = "val_loss"):
+    """`guide(target, denoised, clean, y) -> loss` and `pairs` (online pair making:
+    `pairs.mixed(x, y, generator) -> noisy x`) come from the defense that trains the
+    denoiser (defenses.hgd), so this module knows nothing of how they are made."""
+
+    def __init__(self, denoiser: torch.nn.Module, target: torch.nn.Module, guide: Callable,
+                 optim: dict, meta: dict,
+                 pairs=None, seed: int = 0, monitor: str = "val_loss"):
         super().__init__()
         self.denoiser = denoiser
         self.target = target.eval().requires_grad_(False)
         self.guide = guide
         self.optim = dict(optim)
-        self.lr_final, self.lr_patience = lr_final, lr_patience
-        self.monitor = monitor  # what the learning-rate drop watches
+        self.monitor = monitor  # what optim.schedule=plateau watches
         self.meta = meta
         self.pairs = pairs  # online: pairs made per batch from clean (x, y) batches
         self.seed = seed
@@ -83,22 +87,7 @@ class DenoiserModule(pl.LightningModule):
         self._evaluate(batch, batch_idx, "test")
 
     def configure_optimizers(self):
-        o = self.optim
-        params = list(self.denoiser.parameters())
-        if o["name"] == "sgd":
-            optimizer = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"],
-                                        weight_decay=o["weight_decay"])
-        else:
-            optimizer = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
-        if self.lr_final >= o["lr"]:
-            return optimizer
-        # One drop from lr to lr_final once the monitored loss stops improving (the paper's
-        # 1e-3 -> 1e-4 "when the training loss converges").
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=self.lr_final / o["lr"], patience=self.lr_patience,
-            min_lr=self.lr_final)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"}}
+        return configure(self.denoiser.parameters(), self.optim, self.trainer.max_epochs, self.monitor)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
