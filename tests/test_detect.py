@@ -468,6 +468,30 @@ def test_robust_detect_writes_results_and_plots(trained):
     assert json.loads((folder / "run.json").read_text())["config"]["detector"]["name"] == "confidence_ratio"
 
 
+def test_interrupted_detect_resumes_with_only_the_missing_rows(trained):
+    work, metrics, run_dir = trained
+    args = ["detect", f"ckpt_path={run_dir / metrics['checkpoint']}", "detector=confidence_ratio",
+            "attack=[fgsm,pgd_linf]", "eps=[0.05,0.1]", "attack.steps=5", "dataset.limit_test=300",
+            "progress=false"]
+    ok(robust(*args, "hydra.run.dir=whole", cwd=work, env=ONE_THREAD))
+    ok(robust(*args, "hydra.run.dir=cut", cwd=work, env=ONE_THREAD))
+    # An interruption after two attack rows: results.json held only those (points.npz more).
+    results = work / "cut" / "results.json"
+    results.write_text(json.dumps(json.loads(results.read_text())[1:3]))
+    out = ok(robust(*args, "hydra.run.dir=cut", "resume=true", cwd=work, env=ONE_THREAD))
+    assert "2 finished row(s) kept" in out.stdout
+
+    def table(folder):
+        rows = json.loads((work / folder / "results.json").read_text())
+        return [(r["attack"], r["eps"], r["accuracy"], r.get("detection_rate"), r.get("n_successful"),
+                 r.get("roc_auc")) for r in rows]
+
+    assert table("cut") == table("whole") and len(table("whole")) == 5
+    other = robust(*args, "hydra.run.dir=cut", "resume=true", "protocol=all_points", cwd=work,
+                   env=ONE_THREAD)
+    assert other.returncode == 2 and "cannot resume" in other.stderr
+
+
 def test_robust_detect_multirun_summarises_both_detectors(trained):
     work, metrics, run_dir = trained
     ckpt = run_dir / metrics["checkpoint"]

@@ -10,9 +10,10 @@ def detect(cfg) -> list[dict]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps
+    from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps, parse_flag
     from robustbench_cli.defenses.registry import defense
-    from robustbench_cli.detectors.runner import run_detection
+    from robustbench_cli.detectors.runner import calibration_split, run_detection
+    from robustbench_cli.detectors.store import DetectionStore
     from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import AttackSpec, check_protocol
     from robustbench_cli.evaluation.target import load_target
@@ -32,17 +33,26 @@ def detect(cfg) -> list[dict]:
     specs = [AttackSpec(c.pop("name"), c) for c in attack_configs(cfg, overrides)]
     target = load_target(cfg, overrides, chosen.trained_with)
 
-    report = run_detection(target.model, target.test_set, OmegaConf.to_container(cfg.detector, resolve=True),
-                           specs, eps_list, head=target.meta["model"].get("head", "sce"), protocol=protocol,
-                           seed=cfg.seed,
-                           batch_size=cfg.batch_size, num_workers=target.dataset_cfg.num_workers,
-                           device=cfg.device, progress=cfg.progress)
-    identity = target.identity()
-    rows = [{**row, **identity} for row in report.rows]
+    detector_cfg = OmegaConf.to_container(cfg.detector, resolve=True)
+    settings = {key: value for key, value in detector_cfg.items() if key != "name"}
+    _, evaluation = calibration_split(len(target.test_set), detector_cfg.get("calibration_fraction"),
+                                      cfg.seed)
+    identity = {**target.identity(), "protocol": protocol, "detector": detector_cfg["name"],
+                "detector_params": settings, "n": len(evaluation)}
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    store = DetectionStore(run_dir, identity)
+    finished = store.load() if parse_flag(cfg.resume, "resume") else {}
+    if finished:
+        print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
+    report = run_detection(target.model, target.test_set, detector_cfg, specs, eps_list,
+                           head=target.meta["model"].get("head", "sce"), protocol=protocol,
+                           seed=cfg.seed, batch_size=cfg.batch_size,
+                           num_workers=target.dataset_cfg.num_workers, device=cfg.device,
+                           progress=cfg.progress, finished=finished, on_row=store.save)
+    rows = [{**row, **identity} for row in report.rows]
     write_detection_results(run_dir, rows)
     _write_plots(run_dir, report, rows)
-    write_run_record(run_dir, cfg, {**identity, "trained_with": target.trained_with()})
+    write_run_record(run_dir, cfg, {**target.identity(), "trained_with": target.trained_with()})
     print_detection_results(rows)
     print(f"results in {run_dir}")
     return rows

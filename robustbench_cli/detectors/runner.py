@@ -16,6 +16,7 @@ number is computed. Which points are attacked follows `robust eval`'s protocol:
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -81,40 +82,58 @@ def calibration_split(n: int, fraction, seed: int) -> tuple[list[int], list[int]
     return sorted(order[:cut]), sorted(order[cut:])
 
 
+@dataclass
+class Measured:
+    """One row's per-point record over the evaluation points (see _Outcome.tensors) and the
+    seconds it took; what a resumed run reads back instead of attacking again."""
+
+    arrays: dict
+    seconds: float
+
+
 def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: str = "sce",
                   protocol: str = "robust", seed: int = 0, batch_size: int = 256,
-                  num_workers: int = 0, device: str = "auto",
-                  progress: bool = True) -> DetectionReport:
+                  num_workers: int = 0, device: str = "auto", progress: bool = True,
+                  finished: dict | None = None,
+                  on_row: Callable[[dict, Measured], None] | None = None) -> DetectionReport:
     """Calibrate the detector `detector_cfg` (its config: name, calibration_fraction, params)
-    and measure it clean and under each attack spec at each eps > 0."""
+    and measure it clean and under each attack spec at each eps > 0, one row at a time.
+
+    `finished` maps (attack, eps) to a Measured row of an interrupted run, which is reused;
+    `on_row(row, measured)` is called as each attack row is done (computed or reused)."""
     params = dict(detector_cfg)
     name = params.pop("name")
     calibration, evaluation = calibration_split(len(dataset), params.pop("calibration_fraction"), seed)
+    finished = dict(finished or {})
     device = resolve_device(device)
     was_training = model.training
     model.eval().to(device)
+    all_points = check_protocol(protocol) == "all_points"
+    keys = [(spec, eps) for spec in specs for eps in eps_list if eps > 0 and spec.name != "none"]
+    settings = {key: value for key, value in detector_cfg.items() if key != "name"}
     try:
         detector = detectors.build(name, model, head=head, **params)
-        attackers = {(spec.name, eps): attacks.build(spec.name, model, eps=eps, **spec.params)
-                     for spec in specs for eps in eps_list if eps > 0 and spec.name != "none"}
-        all_points = check_protocol(protocol) == "all_points"
-        for attack in attackers.values():
-            attack.stop_at(None if all_points else 1)
         detector.calibrate(_loader(dataset, calibration, batch_size, num_workers), device, seed)
-        outcomes = {key: _Outcome() for key in (CLEAN, *attackers)}
         loader = _loader(dataset, evaluation, batch_size, num_workers)
         points = torch.tensor(evaluation, dtype=torch.long)  # dataset index of each point
-        with progress_bar(progress, len(loader)) as advance:
-            for x, y in loader:
-                batch, points = points[:len(y)], points[len(y):]
-                _measure_batch(model, detector, attackers, x.to(device), y.to(device), outcomes,
-                               all_points, batch)
-                advance()
+        todo = [key for key in keys if (key[0].name, key[1]) not in finished]
+        with progress_bar(progress, len(loader) * (1 + len(todo))) as advance:
+            clean = _measure_clean(model, detector, loader, device, advance)
+            report = _Report(clean.arrays, detector, settings, len(calibration), protocol,
+                             round(clean.seconds, 4))
+            for spec, eps in keys:
+                key = (spec.name, eps)
+                if key not in finished:
+                    attack = attacks.build(spec.name, model, eps=eps, **spec.params)
+                    attack.stop_at(None if all_points else 1)
+                    finished[key] = _measure_attack(model, detector, attack, loader, points, clean.arrays,
+                                                    all_points, device, advance)
+                row = report.add(spec.name, eps, spec.params, finished[key])
+                if on_row:
+                    on_row(row, finished[key])
     finally:
         model.train(was_training)
-    settings = {key: value for key, value in detector_cfg.items() if key != "name"}
-    return _report(outcomes, {spec.name: spec.params for spec in specs}, detector, settings,
-                   len(calibration), protocol)
+    return report.result()
 
 
 def _loader(dataset, indices, batch_size, num_workers) -> DataLoader:
@@ -122,36 +141,49 @@ def _loader(dataset, indices, batch_size, num_workers) -> DataLoader:
                       num_workers=num_workers)
 
 
-def _measure_batch(model, detector, attackers, x, y, outcomes, all_points, points) -> None:
-    start = time.perf_counter()
-    with torch.no_grad():
-        correct = model(x).argmax(1) == y
-    clean = detector.decide(x)
-    outcomes[CLEAN].add(torch.zeros_like(correct), correct, correct, clean)
-    outcomes[CLEAN].seconds += time.perf_counter() - start
-    attacked = torch.ones_like(correct) if all_points else correct
-    index = attacked.nonzero().squeeze(1)
-    for key, attack in attackers.items():
+def _measure_clean(model, detector, loader, device, advance) -> Measured:
+    outcome = _Outcome()
+    for x, y in loader:
         start = time.perf_counter()
-        sent = _copy(clean)  # points not attacked send their clean image
+        x, y = x.to(device), y.to(device)
+        with torch.no_grad():
+            correct = model(x).argmax(1) == y
+        outcome.add(torch.zeros_like(correct), correct, correct, detector.decide(x))
+        outcome.seconds += time.perf_counter() - start
+        advance()
+    return Measured(outcome.tensors(), outcome.seconds)
+
+
+def _measure_attack(model, detector, attack, loader, points, clean: dict, all_points, device,
+                    advance) -> Measured:
+    """Attack the protocol's points batch by batch; a point not attacked sends its clean image
+    (and the detector's clean decision on it)."""
+    outcome, offset = _Outcome(), 0
+    for x, y in loader:
+        start = time.perf_counter()
+        batch = slice(offset, offset + len(y))
+        offset += len(y)
+        x, y = x.to(device), y.to(device)
+        correct = clean["correct"][batch].to(device)
+        sent = Decisions(clean["scores"][batch].clone(), clean["rejected"][batch].clone(),
+                         clean["mutants"][batch].clone() if "mutants" in clean else None)
+        attacked = torch.ones_like(correct) if all_points else correct
+        index = attacked.nonzero().squeeze(1)
         still_correct = correct.clone()
         if len(index):
-            x_adv = attack(x[index], y[index], index=points[index.cpu()])
+            x_adv = attack(x[index], y[index], index=points[batch][index.cpu()])
             with torch.no_grad():
                 still_correct[index] = model(x_adv).argmax(1) == y[index]
             adversarial = detector.decide(x_adv)
-            sent.scores[index] = adversarial.scores
-            sent.rejected[index] = adversarial.rejected
+            cpu_index = index.cpu()
+            sent.scores[cpu_index] = adversarial.scores.cpu()
+            sent.rejected[cpu_index] = adversarial.rejected.cpu()
             if sent.mutants_used is not None:
-                sent.mutants_used[index] = adversarial.mutants_used
-        outcomes[key].add(attacked, correct, still_correct, sent)
-        outcomes[key].seconds += time.perf_counter() - start
-
-
-def _copy(decisions: Decisions) -> Decisions:
-    used = decisions.mutants_used
-    return Decisions(decisions.scores.clone(), decisions.rejected.clone(),
-                     None if used is None else used.clone())
+                sent.mutants_used[cpu_index] = adversarial.mutants_used.cpu()
+        outcome.add(attacked, correct, still_correct, sent)
+        outcome.seconds += time.perf_counter() - start
+        advance()
+    return Measured(outcome.tensors(), outcome.seconds)
 
 
 def _share(mask: torch.Tensor, within: torch.Tensor | None = None):
@@ -161,35 +193,38 @@ def _share(mask: torch.Tensor, within: torch.Tensor | None = None):
     return int(mask.sum()) / len(mask) if len(mask) else None
 
 
-def _report(outcomes, attack_params, detector, detector_params, n_calibration,
-            protocol) -> DetectionReport:
-    clean = outcomes[CLEAN].tensors()
-    summary = detector.summary()
-    shared = {"detector": detector.name, "protocol": protocol, "n": len(clean["correct"]),
-              "n_calibration": n_calibration, "clean_accuracy": _share(clean["correct"]),
-              "false_positive_rate": _share(clean["rejected"]), **summary,
-              "detector_params": detector_params}
-    rows = [{
-        "attack": CLEAN[0], "eps": CLEAN[1],
-        # Clean inputs: a rejected one is lost, right or wrong.
-        **_accuracy(clean["correct"] & ~clean["rejected"]),
-        "accuracy_without_detector": _share(clean["correct"]),
-        **_mutants(clean, None), "seconds": round(outcomes[CLEAN].seconds, 4), **shared,
-    }]
-    successful_scores, curves = {}, {}
-    for (name, eps), outcome in outcomes.items():
-        if (name, eps) == CLEAN:
-            continue
-        sent = outcome.tensors()
+class _Report:
+    """The rows and the score distributions of a detection run, built row by row."""
+
+    def __init__(self, clean: dict, detector, detector_params: dict, n_calibration: int,
+                 protocol: str, clean_seconds: float):
+        self.clean, self.detector = clean, detector
+        summary = detector.summary()
+        self.threshold = summary["threshold"]
+        self.shared = {"detector": detector.name, "protocol": protocol, "n": len(clean["correct"]),
+                       "n_calibration": n_calibration, "clean_accuracy": _share(clean["correct"]),
+                       "false_positive_rate": _share(clean["rejected"]), **summary,
+                       "detector_params": detector_params}
+        self.rows = [{
+            "attack": CLEAN[0], "eps": CLEAN[1],
+            # Clean inputs: a rejected one is lost, right or wrong.
+            **_accuracy(clean["correct"] & ~clean["rejected"]),
+            "accuracy_without_detector": _share(clean["correct"]),
+            **_mutants(clean, None), "seconds": clean_seconds, **self.shared,
+        }]
+        self.successful_scores, self.curves = {}, {}
+
+    def add(self, name: str, eps: float, params: dict, measured: Measured) -> dict:
+        sent = measured.arrays
         attacked, fooled = sent["attacked"], sent["attacked"] & ~sent["correct"]
         clean_wrong = attacked & ~sent["clean_correct"]
         auc = None
         if fooled.any():
             label, fooling_scores = f"{name} eps={format_eps(eps)}", sent["scores"][fooled]
-            auc = roc_auc(clean["scores"], fooling_scores)
-            successful_scores[label] = fooling_scores.tolist()
-            curves[label] = (*roc_curve(clean["scores"], fooling_scores), auc)
-        rows.append({
+            auc = roc_auc(self.clean["scores"], fooling_scores)
+            self.successful_scores[label] = fooling_scores.tolist()
+            self.curves[label] = (*roc_curve(self.clean["scores"], fooling_scores), auc)
+        row = {
             "attack": name, "eps": eps,
             # What an attacker sends: rejecting it is a defence, answering it must be right.
             **_accuracy(sent["rejected"] | sent["correct"]),
@@ -201,11 +236,15 @@ def _report(outcomes, attack_params, detector, detector_params, n_calibration,
             "n_clean_wrong": int(clean_wrong.sum()),
             "detection_rate_clean_wrong": _share(sent["rejected"], clean_wrong),
             "roc_auc": auc,
-            **_mutants(sent, attacked), "seconds": round(outcome.seconds, 4), **shared,
-            "params": attack_params[name],
-        })
-    return DetectionReport(rows, clean["scores"].tolist(), successful_scores, curves,
-                           summary["threshold"], detector.score_label)
+            **_mutants(sent, attacked), "seconds": round(measured.seconds, 4), **self.shared,
+            "params": params,
+        }
+        self.rows.append(row)
+        return row
+
+    def result(self) -> DetectionReport:
+        return DetectionReport(self.rows, self.clean["scores"].tolist(), self.successful_scores,
+                               self.curves, self.threshold, self.detector.score_label)
 
 
 def _accuracy(counted: torch.Tensor) -> dict:

@@ -25,16 +25,16 @@ def row_key(row) -> str:
 
 
 def write_points(run_dir, arrays: dict) -> None:
-    """Save {name: bool array} atomically (a kill leaves the previous complete file)."""
+    """Save {name: array} atomically (a kill leaves the previous complete file)."""
     import numpy as np
 
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: np.asarray(value, dtype=bool) for name, value in arrays.items()})
+    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
     atomic_write_bytes(Path(run_dir) / POINTS_FILE, buffer.getvalue())
 
 
 def read_points(run_dir) -> dict:
-    """{name: bool array} from a run folder; empty when it has none or it is unreadable."""
+    """{name: array} from a run folder; empty when it has none or it is unreadable."""
     path = Path(run_dir) / POINTS_FILE
     if not path.is_file():
         return {}
