@@ -87,17 +87,30 @@ def check_seed(cfg: DictConfig) -> None:
 
 
 def check_train_config(cfg: DictConfig) -> None:
+    from robustbench_cli.lit.optim import check_optim
+
     check_seed(cfg)
-    optim = cfg.optim
-    if optim.name not in ("adam", "sgd"):
-        raise UserError(f"optim.name must be adam or sgd, got {optim.name!r}")
-    if optim.scheduler not in ("none", "cosine"):
-        raise UserError(f"optim.scheduler must be none or cosine, got {optim.scheduler!r}")
-    if parse_number(optim.lr, "optim.lr") <= 0:
-        raise UserError(f"optim.lr must be > 0, got {optim.lr!r}")
-    if parse_number(optim.weight_decay, "optim.weight_decay") < 0:
-        raise UserError(f"optim.weight_decay must be >= 0, got {optim.weight_decay!r}")
+    _check_optim_choice(cfg.optim.get("name"))
+    optim = check_optim(OmegaConf.to_container(cfg.optim, resolve=True))
+    if optim["schedule"] == "plateau" and cfg.defense.name != "hgd" and (
+            not cfg.dataset.get("val_fraction") or cfg.trainer.get("limit_val_batches") == 0):
+        # (a denoiser without validation watches its training loss instead)
+        raise UserError("optim.schedule=plateau watches the validation loss: it needs "
+                        "dataset.val_fraction > 0 (and validation batches)")
     check_positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
+
+
+def _check_optim_choice(name: str) -> None:
+    """`optim=X` typed on the command line must be the optimizer that runs: an experiment that
+    includes another optimizer's file (`- /optim/sgd@optim`) would otherwise win silently."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    typed = explicit_choices(HydraConfig.get().overrides.task).get("optim")
+    if typed is not None and typed != name:
+        raise UserError(f"optim={typed} is overridden by the experiment, which includes the {name} "
+                        f"optimizer's file: change its keys (optim.lr=...) or leave the experiment out")
 
 
 def recorded_dataset_config(dataset: DictConfig) -> dict:
@@ -109,3 +122,33 @@ def recorded_dataset_config(dataset: DictConfig) -> dict:
     if recorded.get("root"):
         recorded["root"] = os.path.abspath(os.path.expanduser(recorded["root"]))
     return recorded
+
+
+# Keys that are gone -> the spelling that replaced them ({value}: the value the user gave).
+RENAMED = {
+    "optim.name": "optim={value}",
+    "optim.scheduler": "optim.schedule={value}",
+    "defense.lr_final": "optim.schedule=plateau optim.min_lr={value} (the lr drops by optim.factor "
+                        "each time the loss stalls, down to min_lr; one drop: optim.max_drops=1)",
+    "defense.lr_patience": "optim.schedule=plateau optim.patience={value}",
+    "attack.threat": "defense.threat={value} (a threat model belongs to the defense that wraps the "
+                     "classifier at eval time: defense=hgd)",
+}
+
+
+def renamed_key(key: str, value) -> str | None:
+    """The one-line message for a key that is gone (None for any other key)."""
+    if key not in RENAMED:
+        return None
+    return f"{key} is gone: use {RENAMED[key].format(value=value)}"
+
+
+def renamed_override(args: list[str]) -> str | None:
+    """The message for the first command-line override that sets a key that is gone (checked
+    before Hydra composes: it would refuse most of them as unknown without naming the new key)."""
+    for arg in args:
+        key, equals, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if (equals or arg.startswith("~")) and key in RENAMED:
+            return renamed_key(key, value or "...")
+    return None

@@ -31,9 +31,10 @@ def target_ckpt(trained):
 
 @pytest.fixture(scope="module")
 def lgd(tmp_path_factory, target_ckpt):
-    """An LGD denoiser trained for 3 epochs on pairs from 900 images (and 100 for validation)."""
+    """An LGD denoiser trained for 3 epochs on pairs from 900 images (and 100 for validation),
+    with the paper's single drop of the learning rate (experiment=liao_hgd)."""
     out = tmp_path_factory.mktemp("hgd")
-    metrics = train_in_process(out / "lgd", "defense=hgd", f"defense.target_ckpt={target_ckpt}",
+    metrics = train_in_process(out / "lgd", "experiment=liao_hgd", f"defense.target_ckpt={target_ckpt}",
                                "trainer.max_epochs=3", f"paths.output_dir={out}", *PAIRS)
     return out, out / "lgd", metrics
 
@@ -99,6 +100,8 @@ def test_training_writes_a_tensor_only_denoiser_checkpoint(lgd, target_ckpt):
     assert not denoiser.training
     recorded = json.loads((run_dir / "metrics.json").read_text())
     assert recorded["test_accuracy"] > recorded["test_undefended_accuracy"] + 0.05
+    [plateau] = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["lr_schedulers"]
+    assert plateau["min_lrs"] == [pytest.approx(1e-4)] and plateau["factor"] == 0.1  # one drop at most
     assert recorded["training_data"] == str((run_dir / f"hgd_pairs_{_key(run_dir)}.pt").resolve())
 
 
@@ -282,8 +285,12 @@ def test_checkpoint_mix_ups_are_one_line_errors(lgd, target_ckpt):
         refuse_denoiser(denoiser, "ckpt_path")
     with pytest.raises(UserError, match="was trained with defense none, not adv_train"):
         _eval_view(target_ckpt, "defense=adv_train")
-    with pytest.raises(UserError, match="needs a denoiser"):
-        _eval_view(target_ckpt, "defense.threat=oblivious")
+    # The threat model moved from the attack to the defense that wraps the classifier.
+    result = robust("eval", f"ckpt_path={target_ckpt}", "attack.threat=oblivious", cwd=target_ckpt.parent)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "robust eval: error: attack.threat is gone: use defense.threat=oblivious (a threat model "
+        "belongs to the defense that wraps the classifier at eval time: defense=hgd)")
 
 
 def test_train_without_target_checkpoint_says_what_to_pass(tmp_path):

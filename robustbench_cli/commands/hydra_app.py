@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 CONFIG_PATH = "pkg://robustbench_cli.conf"
 
-
+# Keys that are gone, with what replaced them ({value}: the value given for the old key). One
+# line per rename; an old key on the command line or in a config stops the run with
+# "KEY is gone: use ...".
 def one_line(error: BaseException) -> str:
     """Hydra/OmegaConf messages span lines ('Available options:', 'full_key: ...'): fold them."""
     text = str(error).strip() or type(error).__name__
@@ -73,6 +75,12 @@ def run(command: str, config_name: str, task: Callable) -> int:
             failures.append(f"job {hc.job.num} ({' '.join(hc.overrides.task)}): {message}")
             print(f"robust {command}: job {hc.job.num} failed: {message}", file=sys.stderr)
 
+    from robustbench_cli.config import renamed_override
+
+    gone = renamed_override(sys.argv[1:])
+    if gone:
+        print(f"robust {command}: error: {gone}", file=sys.stderr)
+        return 2
     try:
         app()
     except SystemExit:

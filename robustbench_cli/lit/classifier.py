@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from robustbench_cli.checkpoints import META_KEY, weights_sha256
 from robustbench_cli.errors import UserError
+from robustbench_cli.lit.optim import configure
 
 HEADS = ("sce", "lq")
 
@@ -90,17 +91,9 @@ class ClassifierModule(pl.LightningModule):
             self.log("test_top5", self.test_top5)
 
     def configure_optimizers(self):
-        o = self.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if o["name"] == "sgd":
-            optimizer = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"],
-                                        weight_decay=o["weight_decay"])
-        else:
-            optimizer = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
-        if o["scheduler"] == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.max_epochs))
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        return optimizer
+        monitor = "val_loss" if self.trainer.limit_val_batches else None  # plateau's signal
+        return configure(params, self.optim, self.max_epochs, monitor)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint[META_KEY] = {**self.meta, "weights_sha256": weights_sha256(checkpoint["state_dict"])}

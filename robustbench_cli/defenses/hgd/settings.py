@@ -5,7 +5,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from robustbench_cli.attacks.params import non_negative_int
 from robustbench_cli.config import check_positive_int, parse_number
 from robustbench_cli.defenses.hgd import THREATS
 from robustbench_cli.errors import UserError
@@ -26,8 +25,6 @@ class TrainSettings:
     eps_levels: int
     source_ckpts: list[Path] | None
     online: bool
-    lr_final: float
-    lr_patience: int
 
 
 @dataclass
@@ -65,12 +62,11 @@ def train_settings(cfg) -> TrainSettings:
     if cfg.get("resume"):
         raise UserError("resume=true does not apply to defense=hgd: pass ckpt_path=.../last.ckpt "
                         "of the interrupted denoiser run")
-    if cfg.optim.scheduler != "none":
-        raise UserError("defense=hgd decays the learning rate itself (optim.lr to defense.lr_final "
-                        "when the validation loss stalls): leave optim.scheduler=none")
-    lr_final = parse_number(defense.lr_final, "defense.lr_final")
-    if not 0 < lr_final <= parse_number(cfg.optim.lr, "optim.lr"):
-        raise UserError(f"defense.lr_final must be in (0, optim.lr], got {lr_final}")
+    for key in ("lr_final", "lr_patience"):  # the learning-rate drop moved to optim.schedule=plateau
+        if key in defense:
+            from robustbench_cli.config import renamed_key
+
+            raise UserError(renamed_key(f"defense.{key}", defense[key]))
     eps_range = _plain(defense.eps_range)
     if not isinstance(eps_range, list) or len(eps_range) != 2:
         raise UserError(f"defense.eps_range must be [low, high], got {eps_range!r}")
@@ -89,8 +85,6 @@ def train_settings(cfg) -> TrainSettings:
         eps_levels=check_positive_int(defense.eps_levels, "defense.eps_levels"),
         source_ckpts=None if source is None else checkpoint_paths(source, "defense.source_ckpts"),
         online=_flag(defense.online, "defense.online"),
-        lr_final=lr_final,
-        lr_patience=non_negative_int("defense.lr_patience", defense.lr_patience),
     )
 
 
