@@ -132,6 +132,28 @@ def newest_unfinished_run(output_dir, model: str, dataset: str, defense: str) ->
     return max(runs)[1]
 
 
+def resume_point(cfg, run_dir) -> tuple[Path | None, Path]:
+    """(checkpoint to continue from or None, folder to write into): the one resume rule of
+    every fit, as eval's and detect's. `ckpt_path=LAST` continues that checkpoint in this
+    run's folder; `resume=true` continues the interrupted run in this run's folder when it
+    holds one (`hydra.run.dir=DIR`), else the newest interrupted run of the same model,
+    dataset and defense under paths.output_dir, in its own folder."""
+    run_dir = Path(run_dir)
+    if cfg.ckpt_path:
+        return Path(cfg.ckpt_path), run_dir
+    if not cfg.resume:
+        return None, run_dir
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if (run_dir / "metrics.json").exists():
+        raise UserError(f"resume=true: the run in {run_dir} has finished (its metrics.json exists)")
+    if not last.is_file():
+        run_dir = newest_unfinished_run(cfg.paths.output_dir, cfg.model.name, cfg.dataset.name,
+                                        cfg.defense.name).resolve()
+        last = run_dir / "checkpoints" / "last.ckpt"
+    print(f"resuming {run_dir} from its last checkpoint")
+    return last, run_dir
+
+
 SHAPE_KEYS = ("num_classes", "channels", "height", "width")
 
 

@@ -1,25 +1,17 @@
 """Typing and validation of the values users type on the command line.
 
 Hydra hands overrides over untyped (`eps=0` is an int, `eps=8/255` a string), so every
-value the tool relies on is checked here, early, with a one-line UserError.
+value the tool relies on is checked early, with a one-line UserError: by the shared rules in
+robustbench_cli.checks, and here for what is the command config's own (eps lists, the train
+config's cross-key checks, the attacks named on the command line, keys that were renamed).
 """
 
 from importlib import resources
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from robustbench_cli.attacks.params import flag, number
+from robustbench_cli.checks import non_negative_int, non_negative_number, positive_int
 from robustbench_cli.errors import UserError
-
-
-def parse_number(value, what: str) -> float:
-    """A float from 0.03, 1, '0.03' or a fraction string like '8/255'."""
-    return number(what, value)
-
-
-def parse_flag(value, what: str) -> bool:
-    """true/false (a bool, or the words as typed)."""
-    return flag(what, value)
 
 
 def parse_eps(value) -> list[float]:
@@ -27,16 +19,7 @@ def parse_eps(value) -> list[float]:
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
     if not items:
         raise UserError("eps must not be an empty list")
-    eps = sorted({parse_number(item, "eps") for item in items})
-    if eps[0] < 0:
-        raise UserError(f"eps must be >= 0, got {eps[0]}")
-    return eps
-
-
-def check_positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return sorted({non_negative_number("eps", item) for item in items})
 
 
 def _overrides(task_overrides) -> list:
@@ -81,15 +64,15 @@ def load_group_option(group: str, name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.create(path.read_text()), resolve=True)
 
 
-def check_seed(cfg: DictConfig) -> None:
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")
-
-
 def check_train_config(cfg: DictConfig) -> None:
+    from robustbench_cli.data.settings import val_fraction
+    from robustbench_cli.defenses.registry import defense
     from robustbench_cli.lit.optim import check_optim
+    from robustbench_cli.models.options import read_arch_options
 
-    check_seed(cfg)
+    non_negative_int("seed", cfg.seed)
+    if "val_fraction" in cfg.dataset:  # typed here: a fraction string (1/10) becomes its number
+        cfg.dataset.val_fraction = val_fraction(cfg.dataset.val_fraction)
     _check_optim_choice(cfg.optim.get("name"))
     optim = check_optim(OmegaConf.to_container(cfg.optim, resolve=True))
     if optim["schedule"] == "plateau" and cfg.defense.name != "hgd" and (
@@ -97,7 +80,9 @@ def check_train_config(cfg: DictConfig) -> None:
         # (a denoiser without validation watches its training loss instead)
         raise UserError("optim.schedule=plateau watches the validation loss: it needs "
                         "dataset.val_fraction > 0 (and validation batches)")
-    check_positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
+    positive_int("trainer.max_epochs", cfg.trainer.max_epochs)
+    if not defense(cfg.defense.name).wraps:  # a classifier is built from cfg.model: check it first
+        read_arch_options(cfg.model)
 
 
 def _check_optim_choice(name: str) -> None:

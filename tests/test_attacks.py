@@ -388,3 +388,17 @@ def test_every_attack_config_builds(trained_mlp):
 def test_importing_the_package_does_not_load_torch():
     code = "import sys, robustbench_cli.attacks; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rfgsm_is_a_seeded_random_step_then_fgsm(trained_mlp, fashion_test):
+    x, y = fashion_test[0][:200], fashion_test[1][:200]
+    # Without its random step R+FGSM is FGSM; the step is seeded per point.
+    torch.testing.assert_close(build("rfgsm", trained_mlp, eps=0.1, alpha=0)(x, y),
+                               build("fgsm", trained_mlp, eps=0.1)(x, y), rtol=0, atol=0)
+    x_adv = build("rfgsm", trained_mlp, eps=0.1)(x, y)
+    assert torch.equal(x_adv, build("rfgsm", trained_mlp, eps=0.1)(x, y))
+    assert not torch.equal(x_adv, build("rfgsm", trained_mlp, eps=0.1, seed=1)(x, y))
+    assert perturbation_norms(x_adv, x, "linf").max() <= 0.1 + 1e-6
+    assert accuracy(trained_mlp, x_adv, y) < accuracy(trained_mlp, x, y) - 0.1
+    with pytest.raises(UserError, match="alpha must be in"):
+        build("rfgsm", trained_mlp, eps=0.1, alpha=0.2)

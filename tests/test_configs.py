@@ -12,20 +12,31 @@ def options(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in (CONF / group).iterdir() if p.name.endswith(".yaml"))
 
 
-GROUPS = {"train": ["model", "dataset", "defense", "trainer"],
-          "eval": ["model", "dataset", "attack", "defense"]}
+GROUPS = {"train": ["model", "dataset", "defense", "trainer", "optim"],
+          "eval": ["model", "dataset", "attack", "defense"],
+          "detect": ["model", "dataset", "attack", "detector", "defense"],
+          "analyze": ["model", "dataset", "attack", "defense"]}
+
+
+def test_every_group_is_used_by_some_command():
+    groups = {p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    assert groups - {"experiment"} == {group for used in GROUPS.values() for group in used}
 
 
 @pytest.mark.parametrize("config_name", GROUPS)
-def test_every_group_option_composes(config_name):
+def test_every_group_option_composes_and_passes_the_commands_checks(config_name):
+    from robustbench_cli.config import check_train_config
+
     with initialize_config_module("robustbench_cli.conf", version_base=None):
         for group in GROUPS[config_name]:
             for option in options(group):
                 cfg = compose(config_name, overrides=[f"{group}={option}"])
                 assert cfg[group] is not None
+                if config_name == "train":
+                    check_train_config(cfg)  # the checks `robust train` runs before any data loads
 
 
-@pytest.mark.parametrize("config_name", ["train", "eval"])
+@pytest.mark.parametrize("config_name", GROUPS)
 def test_every_experiment_composes(config_name):
     experiments = options("experiment")
     assert experiments, "experiments/ ships no experiment"

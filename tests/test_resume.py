@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from helpers import FASHION, ROBUST, ok, robust
 
@@ -15,8 +16,8 @@ ARGS = ["train", "dataset=fashion_mnist", f"dataset.root={FASHION}", "dataset.li
 STEPS_PER_EPOCH = 4000 // 50
 
 
-def start(tmp_path):
-    return subprocess.Popen([ROBUST, *ARGS], cwd=tmp_path, stdout=subprocess.PIPE,
+def start(tmp_path, *extra):
+    return subprocess.Popen([ROBUST, *ARGS, *extra], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -31,35 +32,49 @@ def wait_for(path_glob, tmp_path, process, timeout=120):
     raise AssertionError(f"{path_glob} never appeared")
 
 
-def test_sigkill_then_resume_continues_epochs_and_steps(tmp_path, fashion_root):
-    process = start(tmp_path)
-    last = wait_for("outputs/train/*/checkpoints/last.ckpt", tmp_path, process)
+def test_sigkill_then_resume_in_the_same_run_folder_continues_epochs_and_steps(tmp_path, fashion_root):
+    process = start(tmp_path, "hydra.run.dir=run")
+    last = wait_for("run/checkpoints/last.ckpt", tmp_path, process)
     time.sleep(0.2)  # let the file be complete (Lightning writes it atomically)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    run = last.parent.parent
+    run = tmp_path / "run"
     assert not (run / "metrics.json").exists()
     saved_epoch = read_checkpoint(last)["epoch"]
-    out = ok(robust(*ARGS, "resume=true", cwd=tmp_path))
-    assert f"resuming {run.relative_to(tmp_path)}" in out.stdout
+    out = ok(robust(*ARGS, "hydra.run.dir=run", "resume=true", cwd=tmp_path))
+    assert f"resuming {run} from its last checkpoint" in out.stdout
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 4 and metrics["global_step"] == 4 * STEPS_PER_EPOCH
     assert saved_epoch < 3  # it really was interrupted before the end
     assert metrics["test_accuracy"] > 0.5
+    again = robust(*ARGS, "hydra.run.dir=run", "resume=true", cwd=tmp_path)
+    assert again.returncode == 2 and "has finished" in again.stderr
 
 
-def test_sigterm_stops_cleanly_with_a_usable_last_checkpoint(tmp_path, fashion_root):
+def test_sigterm_stops_cleanly_and_resume_finds_the_interrupted_run(tmp_path, fashion_root):
     process = start(tmp_path)
     wait_for("outputs/train/*/checkpoints/last.ckpt", tmp_path, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
-    assert "interrupted; continue with ckpt_path=" in stderr
     [last] = tmp_path.glob("outputs/train/*/checkpoints/last.ckpt")
+    run = last.parent.parent
+    assert f"interrupted; continue with resume=true hydra.run.dir={run}" in stderr
     content = read_checkpoint(last)
     assert content["global_step"] > 0 and "optimizer_states" in content
-    ok(robust(*ARGS, f"ckpt_path={last}", "hydra.run.dir=continued", cwd=tmp_path))
-    assert json.loads((tmp_path / "continued" / "metrics.json").read_text())["epochs"] == 4
+    out = ok(robust(*ARGS, "resume=true", cwd=tmp_path))  # a new folder: the newest interrupted run
+    assert f"resuming {run}" in out.stdout
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 4
+
+
+def test_ckpt_path_continues_in_this_runs_folder(tmp_path):
+    from helpers import compose
+
+    from robustbench_cli.checkpoints import resume_point
+
+    cfg = compose("train", "ckpt_path=elsewhere/checkpoints/last.ckpt", "resume=true")
+    assert resume_point(cfg, tmp_path) == (Path("elsewhere/checkpoints/last.ckpt"), tmp_path)
+    assert resume_point(compose("train"), tmp_path) == (None, tmp_path)
 
 
 def test_resume_with_nothing_to_resume_is_one_line(tmp_path):

@@ -18,6 +18,7 @@ _REGISTRY = {
     "fast_entropy": "one_step:FastEntropy",
     "fast_grad_l2": "one_step:FastGradL2",
     "fast_grad_linf": "one_step:FastGradLinf",
+    "rfgsm": "rfgsm:RFGSM",
     "bim": "iterative:BIM",
     "iter_ll": "iterative:IterLL",
     "pgd_linf": "iterative:PGDLinf",

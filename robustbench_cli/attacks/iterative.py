@@ -14,6 +14,7 @@ from functools import partial
 
 import torch
 
+from robustbench_cli import checks
 from robustbench_cli.attacks import params
 from robustbench_cli.attacks.base import Attack, cross_entropy, in_top_k, per_example_norm
 from robustbench_cli.errors import UserError
@@ -34,9 +35,9 @@ class IterativeAttack(Attack):
 
     def __init__(self, model, *, eps, steps, step_size: float, early_stop):
         super().__init__(model, eps=eps)
-        self.steps = params.positive_int("steps", steps)
+        self.steps = checks.positive_int("steps", steps)
         self.step_size = step_size  # checked by the subclass, which knows how it was given
-        if not params.flag("early_stop", early_stop):
+        if not checks.flag("early_stop", early_stop):
             self.stop_top_k = None
 
     def _targets(self, x, y) -> torch.Tensor:
@@ -96,7 +97,7 @@ class KurakinIterative(IterativeAttack):
         if steps is None:
             steps = kurakin_steps(params.eps(eps, self.norm))
         super().__init__(model, eps=eps, steps=steps,
-                         step_size=params.positive_number("step_size", step_size),
+                         step_size=checks.positive_number("step_size", step_size),
                          early_stop=early_stop)
 
 
@@ -141,17 +142,17 @@ class PGDLinf(IterativeAttack):
     def __init__(self, model, *, eps, label="true", steps=10, step_size=None, step_ratio=0.25,
                  random_start=True, restarts=1, early_stop=True, seed=0):
         if step_size is None:
-            ratio = params.positive_number("step_ratio", step_ratio)
+            ratio = checks.positive_number("step_ratio", step_ratio)
             step_size = ratio * params.eps(eps, self.norm)
         else:
-            step_size = params.positive_number("step_size", step_size)
+            step_size = checks.positive_number("step_size", step_size)
         super().__init__(model, eps=eps, steps=steps, step_size=step_size, early_stop=early_stop)
         self.label = params.label(label)
-        self.random_start = params.flag("random_start", random_start)
-        self.restarts = params.positive_int("restarts", restarts)
+        self.random_start = checks.flag("random_start", random_start)
+        self.restarts = checks.positive_int("restarts", restarts)
         if self.restarts > 1 and not self.random_start:
             raise UserError("restarts > 1 needs random_start=true, or they all repeat")
-        self.seed = params.non_negative_int("seed", seed)
+        self.seed = checks.non_negative_int("seed", seed)
 
     def _start(self, x, rows, restart):
         if not self.random_start:

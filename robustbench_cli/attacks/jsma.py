@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from robustbench_cli.attacks import params
+from robustbench_cli import checks
 from robustbench_cli.attacks.base import Attack
 from robustbench_cli.errors import UserError
 
@@ -28,7 +28,7 @@ SALIENCY_CHOICES = ("softmax", "logits")
 
 def parse_target(value) -> str | int:
     """"random", "ll" (least likely), "none" (untargeted) or a class index."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if checks.is_int(value) and value >= 0:
         return value
     if isinstance(value, str) and value.lower() in TARGET_CHOICES:
         return value.lower()
@@ -78,18 +78,14 @@ class JSMA(Attack):
     def __init__(self, model, *, eps, max_pixels=0.1, target="random", saliency="softmax",
                  candidates=256, seed=0):
         super().__init__(model, eps=eps)
-        if saliency not in SALIENCY_CHOICES:
-            raise UserError(f"saliency must be one of {', '.join(SALIENCY_CHOICES)}, "
-                            f"got {saliency!r}")
-        self.saliency = saliency
-        self.max_pixels = params.positive_number("max_pixels", max_pixels)
+        self.saliency = checks.choice("saliency", saliency, SALIENCY_CHOICES)
+        self.max_pixels = checks.positive_number("max_pixels", max_pixels)
         if self.max_pixels > 1:
             raise UserError(f"max_pixels is a fraction of the input features, at most 1, "
                             f"got {self.max_pixels}")
         self.target = parse_target(target)
-        self.candidates = None if candidates is None else params.positive_int("candidates",
-                                                                               candidates)
-        self.seed = params.non_negative_int("seed", seed)
+        self.candidates = checks.optional(checks.positive_int)("candidates", candidates)
+        self.seed = checks.non_negative_int("seed", seed)
 
     @torch.no_grad()
     def _targets(self, x, y) -> torch.Tensor:

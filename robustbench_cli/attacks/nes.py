@@ -14,7 +14,7 @@ ones makes the attack markedly stronger for the same number of queries.
 
 import torch
 
-from robustbench_cli.attacks import params
+from robustbench_cli import checks
 from robustbench_cli.attacks.base import Attack
 from robustbench_cli.errors import UserError
 
@@ -54,25 +54,23 @@ class NES(Attack):
     def __init__(self, model, *, eps, samples=50, sigma=0.001, steps=None, step_size=None,
                  step_ratio=0.25, momentum=0.9, max_queries=10000, seed=0):
         super().__init__(model, eps=eps)
-        self.samples = params.positive_int("samples", samples)
-        self.sigma = params.positive_number("sigma", sigma)
+        self.samples = checks.positive_int("samples", samples)
+        self.sigma = checks.positive_number("sigma", sigma)
         if step_size is None:
-            self.step_size = params.positive_number("step_ratio", step_ratio) * self.eps
+            self.step_size = checks.positive_number("step_ratio", step_ratio) * self.eps
         else:
-            self.step_size = params.positive_number("step_size", step_size)
-        self.momentum = params.number("momentum", momentum)
-        if not 0 <= self.momentum < 1:
-            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
-        self.max_queries = params.positive_int("max_queries", max_queries)
+            self.step_size = checks.positive_number("step_size", step_size)
+        self.momentum = checks.in_interval("momentum", momentum, 0, 1, high_closed=False)
+        self.max_queries = checks.positive_int("max_queries", max_queries)
         per_iteration = 2 * self.samples + 1
         if self.max_queries < per_iteration:
             raise UserError(f"max_queries must allow one iteration, 2 * samples + 1 = "
                             f"{per_iteration} queries, got {self.max_queries}")
         iterations = self.max_queries // per_iteration
         if steps is not None:
-            iterations = min(iterations, params.positive_int("steps", steps))
+            iterations = min(iterations, checks.positive_int("steps", steps))
         self.iterations = iterations
-        self.seed = params.non_negative_int("seed", seed)
+        self.seed = checks.non_negative_int("seed", seed)
 
     def _perturb(self, x, y):
         x_adv = x.clone()

@@ -10,7 +10,7 @@ from abc import abstractmethod
 
 import torch
 
-from robustbench_cli.attacks import params
+from robustbench_cli import checks
 from robustbench_cli.attacks.base import Attack
 
 
@@ -21,7 +21,7 @@ class NoiseAttack(Attack):
 
     def __init__(self, model, *, eps, seed=0):
         super().__init__(model, eps=eps)
-        self.seed = params.non_negative_int("seed", seed)
+        self.seed = checks.non_negative_int("seed", seed)
 
     def _perturb(self, x, y):
         return x + self._noise(x.shape[1:], x.dtype).to(x.device)
@@ -39,7 +39,7 @@ class Gaussian(NoiseAttack):
 
     def __init__(self, model, *, eps, sigma=None, seed=0):
         super().__init__(model, eps=eps, seed=seed)
-        self.sigma = self.eps if sigma is None else params.positive_number("sigma", sigma)
+        self.sigma = self.eps if sigma is None else checks.positive_number("sigma", sigma)
 
     def _noise(self, shape, dtype):
         return self.sigma * self._random(shape, "noise", kind="randn", dtype=dtype)

@@ -2,7 +2,7 @@
 class variants (Kurakin et al. 2017, appendix A), the entropy step and the fast gradient
 method scaled to the L2 or L-inf ball."""
 
-from robustbench_cli.attacks import params
+from robustbench_cli import checks
 from robustbench_cli.attacks.base import Attack, LabelledAttack, cross_entropy, per_example_norm
 
 
@@ -47,7 +47,7 @@ class StepRnd(Attack):
 
     def __init__(self, model, *, eps, seed=0):
         super().__init__(model, eps=eps)
-        self.seed = params.non_negative_int("seed", seed)
+        self.seed = checks.non_negative_int("seed", seed)
 
     def _perturb(self, x, y):
         def toward_random_class(logits):

@@ -6,12 +6,11 @@ whose logits are averaged: examples that fool several models at once transfer be
 """
 
 import inspect
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from robustbench_cli import attacks
+from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.base import Attack
 from robustbench_cli.checkpoints import load_classifier
 from robustbench_cli.errors import UserError
@@ -26,16 +25,6 @@ class LogitEnsemble(nn.Module):
 
     def forward(self, x):
         return torch.stack([member(x) for member in self.members]).mean(0)
-
-
-def checkpoint_paths(value) -> list[Path]:
-    """One path or a list of paths (an ensemble)."""
-    if isinstance(value, (str, Path)):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value or \
-            not all(isinstance(path, (str, Path)) for path in value):
-        raise UserError(f"source_ckpt must be a checkpoint path or a list of paths, got {value!r}")
-    return [Path(path) for path in value]
 
 
 class Transfer(Attack):
@@ -56,7 +45,7 @@ class Transfer(Attack):
                  source_params=None):
         if source_ckpt is None:
             raise UserError("source_ckpt is required: a checkpoint path or a list of paths")
-        self.source_paths = checkpoint_paths(source_ckpt)
+        self.source_paths = checks.checkpoint_paths("source_ckpt", source_ckpt)
         if source_attack == self.name:
             raise UserError("source_attack cannot be transfer itself")
         source_params = {} if source_params is None else source_params

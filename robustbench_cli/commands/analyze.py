@@ -24,19 +24,19 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     from rich.console import Console
 
     from robustbench_cli import attacks
-    from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps
+    from robustbench_cli.checks import checkpoint_paths, non_negative_int, positive_int
+    from robustbench_cli.config import attack_configs, parse_eps
     from robustbench_cli.defenses.hgd.checkpoint import check_shape, load_denoiser, refuse_denoiser
     from robustbench_cli.defenses.hgd.layer_report import layer_table, write_layer_report
     from robustbench_cli.defenses.hgd.perturbation import perturbation_levels
-    from robustbench_cli.defenses.hgd.settings import checkpoint_paths
     from robustbench_cli.defenses.registry import defense
     from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import resolve_device
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import write_run_record
 
-    check_seed(cfg)
-    check_positive_int(cfg.batch_size, "batch_size")
+    non_negative_int("seed", cfg.seed)
+    positive_int("batch_size", cfg.batch_size)
     eps = parse_eps(cfg.eps)
     if len(eps) != 1:
         raise UserError(f"robust analyze layers takes one eps, got {len(eps)}")
@@ -45,7 +45,7 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
         raise UserError("robust analyze layers takes one attack")
     refuse_denoiser(cfg.ckpt_path, "ckpt_path")
     target = load_target(cfg, overrides, defense(cfg.defense.name).trained_with)
-    paths = [] if not cfg.defense.get("ckpt") else checkpoint_paths(cfg.defense.ckpt, "defense.ckpt")
+    paths = [] if not cfg.defense.get("ckpt") else checkpoint_paths("defense.ckpt", cfg.defense.ckpt)
     loaded = [load_denoiser(path) for path in paths]
     for path, (_, meta) in zip(paths, loaded):
         check_shape(meta, target.meta["info"], path)

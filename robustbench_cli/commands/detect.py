@@ -10,7 +10,8 @@ def detect(cfg) -> list[dict]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from robustbench_cli.config import attack_configs, check_positive_int, check_seed, parse_eps, parse_flag
+    from robustbench_cli.checks import flag, non_negative_int, positive_int
+    from robustbench_cli.config import attack_configs, parse_eps
     from robustbench_cli.defenses.registry import defense
     from robustbench_cli.detectors.runner import calibration_split, run_detection
     from robustbench_cli.detectors.store import DetectionStore
@@ -20,13 +21,13 @@ def detect(cfg) -> list[dict]:
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
 
-    check_seed(cfg)
+    non_negative_int("seed", cfg.seed)
     protocol = check_protocol(cfg.protocol)
     chosen = defense(cfg.defense.name)
     if chosen.wraps:
         raise UserError(f"robust detect examines a classifier as trained; defense={chosen.name} "
                         f"wraps it at eval time and is not supported here")
-    check_positive_int(cfg.batch_size, "batch_size")
+    positive_int("batch_size", cfg.batch_size)
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
     # No fgsm_pred companion as in `robust eval`: label leaking concerns accuracy, not detection.
@@ -41,7 +42,7 @@ def detect(cfg) -> list[dict]:
                 "detector_params": settings, "n": len(evaluation)}
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     store = DetectionStore(run_dir, identity)
-    finished = store.load() if parse_flag(cfg.resume, "resume") else {}
+    finished = store.load() if flag("resume", cfg.resume) else {}
     if finished:
         print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
     report = run_detection(target.model, target.test_set, detector_cfg, specs, eps_list,

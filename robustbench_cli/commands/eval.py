@@ -24,7 +24,8 @@ def evaluate(cfg) -> list[dict]:
 
     from hydra.core.hydra_config import HydraConfig
 
-    from robustbench_cli.config import check_positive_int, check_seed, parse_eps, parse_flag
+    from robustbench_cli.checks import flag, non_negative_int, positive_int
+    from robustbench_cli.config import parse_eps
     from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
     from robustbench_cli.defenses.registry import defense
     from robustbench_cli.evaluation.row_store import RowStore
@@ -34,10 +35,10 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.reporting import print_results
     from robustbench_cli.reporting.notes import sanity_failures
 
-    check_seed(cfg)
+    non_negative_int("seed", cfg.seed)
     protocol, top5 = check_protocol(cfg.protocol), check_top5(cfg.top5)
-    sanity = parse_flag(cfg.sanity, "sanity")
-    check_positive_int(cfg.batch_size, "batch_size")
+    sanity = flag("sanity", cfg.sanity)
+    positive_int("batch_size", cfg.batch_size)
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
     specs, several = attack_specs(cfg, overrides)

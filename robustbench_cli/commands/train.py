@@ -4,22 +4,18 @@ import sys
 
 
 def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: int,
-              callbacks=(), defense: dict | None = None, resume_from=None) -> dict:
-    """Fit `model` under `objective` into stage_dir/checkpoints (continuing `resume_from`),
-    test the best checkpoint; returns its metrics (every rank gets them, rank 0 alone writes
-    files). An interrupted fit (Ctrl-C, SIGTERM) leaves a resumable checkpoints/last.ckpt."""
-    import time
+              callbacks=(), defense: dict | None = None, resume_from=None, run_dir=None) -> dict:
+    """Fit `model` under `objective` into stage_dir (continuing `resume_from`) through the one
+    fit helper, test the best checkpoint; returns its metrics (every rank gets them, rank 0
+    alone writes files)."""
     from pathlib import Path
 
-    import pytorch_lightning as pl
     from omegaconf import OmegaConf
-    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-    from pytorch_lightning.loggers import CSVLogger
 
     from robustbench_cli.checkpoints import file_sha256
     from robustbench_cli.config import recorded_dataset_config
-    from robustbench_cli.errors import UserError
-    from robustbench_cli.lit.classifier import ClassifierModule, SaveOnInterrupt
+    from robustbench_cli.lit.classifier import ClassifierModule
+    from robustbench_cli.lit.fit import fit
 
     stage_dir = Path(stage_dir)
     meta = {
@@ -30,52 +26,28 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
         "seed": cfg.seed,
     }
     module = ClassifierModule(model, OmegaConf.to_container(cfg.optim), meta, epochs, objective)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     has_val = cfg.dataset.val_fraction > 0
-    checkpoints = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best",
-                                  monitor="val_acc" if has_val else None, mode="max",
-                                  save_top_k=1, save_last=True, enable_version_counter=False)
-    trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True), "max_epochs": epochs}
     if not has_val:
-        trainer_args["limit_val_batches"] = 0
-    trainer = pl.Trainer(**trainer_args, default_root_dir=stage_dir,
-                         callbacks=[checkpoints, SaveOnInterrupt(stage_dir / "checkpoints" / "last.ckpt"),
-                                    RichProgressBar(), *callbacks],
-                         logger=CSVLogger(stage_dir, name="logs", version=""))
-    start, started_at = time.perf_counter(), time.time()
-    best = stage_dir / "checkpoints" / "best.ckpt"
-    if epochs > 0:
-        last = stage_dir / "checkpoints" / "last.ckpt"
-        try:  # weights_only: never unpickle code from a checkpoint, ours or a resumed one
-            trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
-        except FloatingPointError as error:
-            saved = last.is_file() and last.stat().st_mtime >= started_at  # by this run, not an earlier one
-            kept = f"the last good checkpoint is {last}" if saved else "no checkpoint was saved"
-            raise UserError(f"training stopped: {error}; {kept}") from None
-        except SystemExit as stop:  # Lightning's way out after Ctrl-C or SIGTERM
-            print(f"robust train: interrupted; continue with ckpt_path={last} (or resume=true)",
-                  file=sys.stderr)
-            raise SystemExit(stop.code or 1) from None
-        best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
-        tested = trainer.test(module, datamodule=data, ckpt_path=str(best), verbose=False,
-                              weights_only=True)[0]
-    else:  # nothing to fit (pruning without fine-tuning): test and save the model as it is
-        tested = trainer.test(module, datamodule=data, verbose=False)[0]
-        for path in (best, best.with_name("last.ckpt")):
-            trainer.save_checkpoint(path, weights_only=True)
+        trainer_cfg["limit_val_batches"] = 0
+    fitted = fit(module, data, stage_dir, trainer_cfg=trainer_cfg, epochs=epochs,
+                 monitor="val_acc" if has_val else None, mode="max", callbacks=callbacks,
+                 resume_from=resume_from, run_dir=run_dir)
+    trainer = fitted.trainer
     return {
         "model": model_cfg["name"],
         "dataset": cfg.dataset.name,
         "defense": meta["defense"]["name"],
-        "test_accuracy": tested["test_acc"],
-        "test_top5": tested.get("test_top5"),
+        "test_accuracy": fitted.tested["test_acc"],
+        "test_top5": fitted.tested.get("test_top5"),
         "n_test": len(data.test_dataset()),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        "seconds": round(time.perf_counter() - start, 3),
+        "seconds": round(fitted.seconds, 3),
         "seed": cfg.seed,
-        "checkpoint": str(best.relative_to(stage_dir)),
+        "checkpoint": str(fitted.best.relative_to(stage_dir)),
         "last_checkpoint": "checkpoints/last.ckpt",
-        "checkpoint_sha256": file_sha256(best) if trainer.is_global_zero else None,
+        "checkpoint_sha256": file_sha256(fitted.best) if trainer.is_global_zero else None,
         "is_global_zero": trainer.is_global_zero,
     }
 
@@ -136,17 +108,11 @@ def train(cfg, run_dir=None) -> dict:
 
 
 def _resume_point(cfg, run_dir, model: str, info: dict):
-    """(checkpoint to continue from or None, folder to write into): `ckpt_path` continues in
-    this run's folder, `resume=true` in the newest interrupted run's own folder."""
-    from robustbench_cli.checkpoints import check_resumable, newest_unfinished_run
+    """(classifier checkpoint to continue from or None, folder to write into)."""
+    from robustbench_cli.checkpoints import check_resumable, resume_point
 
-    if cfg.ckpt_path:
-        return check_resumable(cfg.ckpt_path, model, info), run_dir
-    if cfg.resume:
-        run = newest_unfinished_run(cfg.paths.output_dir, model, cfg.dataset.name, cfg.defense.name)
-        print(f"resuming {run} from its last checkpoint")
-        return check_resumable(run / "checkpoints" / "last.ckpt", model, info), run.resolve()
-    return None, run_dir
+    resume_from, run_dir = resume_point(cfg, run_dir)
+    return (None if resume_from is None else check_resumable(resume_from, model, info)), run_dir
 
 
 def main() -> int:

@@ -6,8 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from robustbench_cli.checks import (
+    Refused,
+    flag,
+    in_interval,
+    non_negative_int,
+    number,
+    optional,
+    plain,
+    positive_int,
+)
 from robustbench_cli.errors import UserError
 
 KNOWN_DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet_subset", "image_folder")
@@ -62,13 +70,13 @@ def parse_settings(cfg, data_dir: str) -> DatasetSettings:
         name=name,
         root=root,
         root_given=root_given,
-        download=_bool(values, "download", default=False),
+        download=flag("dataset.download", values.get("download", False)),
         limit_train=_optional_positive_int(values, "limit_train"),
         limit_test=_optional_positive_int(values, "limit_test"),
-        val_fraction=_val_fraction(values.get("val_fraction", 0.0)),
-        batch_size=_positive_int(values, "batch_size", default=128),
-        num_workers=_non_negative_int(values, "num_workers", default=0),
-        augment=_bool(values, "augment", default=False),
+        val_fraction=val_fraction(values.get("val_fraction", 0.0)),
+        batch_size=positive_int("dataset.batch_size", values.get("batch_size", 128)),
+        num_workers=non_negative_int("dataset.num_workers", values.get("num_workers", 0)),
+        augment=flag("dataset.augment", values.get("augment", False)),
         image_size=image_size,
         resize=resize,
         channels=channels,
@@ -78,11 +86,16 @@ def parse_settings(cfg, data_dir: str) -> DatasetSettings:
 
 
 def _plain(cfg) -> dict:
-    if OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=True)
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
+    values = plain(cfg)
+    if isinstance(values, Mapping):
+        return dict(values)
     raise UserError(f"the dataset config must be a mapping, got {type(cfg).__name__}")
+
+
+def val_fraction(value) -> float:
+    """The share of the training split held out for validation, in [0, 1)."""
+    return in_interval("dataset.val_fraction", value, 0, 1, high_closed=False,
+                       wording="a number in [0, 1)")
 
 
 def _root(name: str, root, data_dir: str) -> tuple[Path, bool]:
@@ -97,44 +110,8 @@ def _root(name: str, root, data_dir: str) -> tuple[Path, bool]:
     return Path(root).expanduser().absolute(), True
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _optional_positive_int(values: dict, key: str) -> int | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if not _is_int(value) or value <= 0:
-        raise UserError(f"dataset.{key} must be a positive integer or null, got {value!r}")
-    return value
-
-
-def _positive_int(values: dict, key: str, default: int) -> int:
-    value = values.get(key, default)
-    if not _is_int(value) or value <= 0:
-        raise UserError(f"dataset.{key} must be a positive integer, got {value!r}")
-    return value
-
-
-def _non_negative_int(values: dict, key: str, default: int) -> int:
-    value = values.get(key, default)
-    if not _is_int(value) or value < 0:
-        raise UserError(f"dataset.{key} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _bool(values: dict, key: str, default: bool) -> bool:
-    value = values.get(key, default)
-    if not isinstance(value, bool):
-        raise UserError(f"dataset.{key} must be true or false, got {value!r}")
-    return value
-
-
-def _val_fraction(value) -> float:
-    if (_is_int(value) or isinstance(value, float)) and 0 <= value < 1:
-        return float(value)
-    raise UserError(f"dataset.val_fraction must be a number in [0, 1), got {value!r}")
+    return optional(positive_int)(f"dataset.{key}", values.get(key))
 
 
 def _per_channel(values: dict, key: str, channels: int | None) -> tuple[float, ...] | None:
@@ -142,13 +119,12 @@ def _per_channel(values: dict, key: str, channels: int | None) -> tuple[float, .
     value = values.get(key)
     if value is None:
         return None
-    numbers = value if isinstance(value, list) else [value]
+    items = value if isinstance(value, list) else [value]
     count = channels or 3
-    if len(numbers) == 1:
-        numbers = numbers * count
-    valid = all((_is_int(v) or isinstance(v, float)) for v in numbers)
-    if not valid or len(numbers) != count or (key == "std" and min(numbers) <= 0):
-        raise UserError(
-            f"dataset.{key} must be a number or {count} numbers (std > 0), got {value!r}"
-        )
-    return tuple(float(v) for v in numbers)
+    if len(items) == 1:
+        items = items * count
+    expected = f"a number or {count} numbers (std > 0)"
+    numbers = tuple(number(f"dataset.{key}", item) for item in items)
+    if len(numbers) != count or (key == "std" and min(numbers) <= 0):
+        raise Refused(f"dataset.{key}", expected, repr(value))
+    return numbers

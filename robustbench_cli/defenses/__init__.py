@@ -10,7 +10,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from robustbench_cli.config import check_positive_int, parse_number
+from robustbench_cli.checks import (
+    in_interval,
+    non_negative_int,
+    non_negative_number,
+    number,
+    optional,
+    positive_int,
+    positive_number,
+)
 from robustbench_cli.defenses import registry
 from robustbench_cli.errors import UserError
 
@@ -58,10 +66,7 @@ def plan_training(cfg, data, run_dir: Path, fit_stage: Callable, teacher_dir=Non
 
 
 def _fraction(defense: dict, key: str, allow_zero: bool = True) -> float:
-    value = parse_number(defense.get(key), f"defense.{key}")
-    if not (0 <= value <= 1) or (value == 0 and not allow_zero):
-        raise UserError(f"defense.{key} must be in {'[0' if allow_zero else '(0'}, 1], got {value}")
-    return value
+    return in_interval(f"defense.{key}", defense.get(key), 0, 1, low_closed=allow_zero)
 
 
 def _adversarial_objective(defense: dict, cfg):
@@ -73,19 +78,12 @@ def _adversarial_objective(defense: dict, cfg):
         raise UserError(f"defense.attack must be an attack name, got {attack!r}")
     k = defense.get("k")
     if k is not None:
-        check_positive_int(k, "defense.k")
+        k = positive_int("defense.k", k)
         if k > cfg.dataset.batch_size:
             raise UserError(f"defense.k={k} exceeds the batch size {cfg.dataset.batch_size} (k <= m)")
-    lam = parse_number(defense["lam"], "defense.lam")
-    if lam < 0:
-        raise UserError(f"defense.lam must be >= 0, got {lam}")
-    eps_sigma = defense.get("eps_sigma")
-    eps_sigma = None if eps_sigma is None else parse_number(eps_sigma, "defense.eps_sigma")
-    if eps_sigma is not None and eps_sigma <= 0:
-        raise UserError(f"defense.eps_sigma must be > 0 or null, got {eps_sigma}")
-    delay = defense.get("delay", 0)
-    if delay != 0:
-        check_positive_int(delay, "defense.delay")
+    lam = non_negative_number("defense.lam", defense["lam"])
+    eps_sigma = optional(positive_number)("defense.eps_sigma", defense.get("eps_sigma"))
+    delay = non_negative_int("defense.delay", defense.get("delay", 0))
     return AdversarialObjective(
         attack, defense.get("attack_params") or {}, k=k,
         adv_fraction=_fraction(defense, "adv_fraction"), lam=lam,
@@ -96,7 +94,7 @@ def _adversarial_objective(defense: dict, cfg):
 def _eps_levels(defense: dict) -> int | None:
     """defense.eps_levels: a positive integer, or null for unrounded eps (document 004's)."""
     levels = defense.get("eps_levels", 16)
-    return None if levels is None else check_positive_int(levels, "defense.eps_levels")
+    return optional(positive_int)("defense.eps_levels", levels)
 
 
 def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stage,
@@ -112,9 +110,7 @@ def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stag
 
     if model_cfg.get("head", "sce") != "sce":
         raise UserError("defense=distillation needs model.head=sce (soft labels are softmax outputs)")
-    temperature = parse_number(defense["temperature"], "defense.temperature")
-    if temperature <= 0:
-        raise UserError(f"defense.temperature must be > 0, got {temperature}")
+    temperature = positive_number("defense.temperature", defense["temperature"])
     extra = {"temperature": temperature}
     kept = Path(teacher_dir or run_dir) / "teacher"
     if defense.get("teacher_ckpt"):
@@ -132,7 +128,7 @@ def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stag
         teacher_model = build_model(model_cfg, data.info)
         stage_dir = Path(run_dir) / "teacher"
         metrics = fit_stage(teacher_model, temperature_objective(temperature), model_cfg,
-                            stage_dir, check_positive_int(epochs, "defense.teacher_epochs"),
+                            stage_dir, positive_int("defense.teacher_epochs", epochs),
                             defense={**defense, "stage": "teacher", "temperature": temperature})
         if metrics.pop("is_global_zero", True):  # marks the teacher finished, for a resumed run
             from robustbench_cli.reporting import atomic_write_text
@@ -154,7 +150,7 @@ def trained_temperature(meta: dict) -> float | None:
     if defense.get("name") != "distillation":
         return 1.0
     recorded = defense.get("temperature")
-    return None if recorded is None else float(parse_number(recorded, "recorded temperature"))
+    return None if recorded is None else number("recorded temperature", recorded)
 
 
 def _teacher(path: Path, what: str, temperature: float, data):
@@ -197,9 +193,7 @@ def _prune_plan(defense: dict, data) -> TrainingPlan:
     check_fits(meta["info"], data.info.to_dict(), f"defense.source_ckpt {source}")
     model = build_classifier(meta, classifier_state(content), source)
     ratio = _fraction(defense, "ratio")
-    epochs = defense.get("finetune_epochs", 0)
-    if epochs != 0:
-        check_positive_int(epochs, "defense.finetune_epochs")
+    epochs = non_negative_int("defense.finetune_epochs", defense.get("finetune_epochs", 0))
     loader = data.statistics_dataloader()
     masks = prune(model, defense.get("layers"), ratio, loader)
     pruned = {name: int((mask == 0).sum()) for name, mask in masks.items()}

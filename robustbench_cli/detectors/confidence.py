@@ -11,8 +11,8 @@ Score = 1 / ratio = second largest / largest output, so higher = more suspicious
 
 import torch
 
+from robustbench_cli.checks import number, open_fraction, optional
 from robustbench_cli.detectors.base import Decisions, Detector
-from robustbench_cli.detectors.params import open_fraction, optional_number
 from robustbench_cli.detectors.thresholds import threshold_for_fpr
 from robustbench_cli.errors import UserError
 
@@ -46,7 +46,7 @@ class ConfidenceRatio(Detector):
         super().__init__(model, head)
         self.on = resolve_outputs(str(on), head)
         self.fpr = open_fraction("fpr", fpr)
-        self.threshold = optional_number("threshold", threshold)
+        self.threshold = optional(number)("threshold", threshold)
         self.threshold_given = self.threshold is not None
         self.score_label = ("p2 / p1 (second / largest probability)" if self.on == "probs"
                             else "z2 / z1 (second / largest logit)")

@@ -19,10 +19,17 @@ from statistics import NormalDist
 
 import torch
 
-from robustbench_cli.attacks.params import number, positive_int
+from robustbench_cli.checks import (
+    choice,
+    fraction,
+    number,
+    open_fraction,
+    optional,
+    positive_int,
+    positive_number,
+)
 from robustbench_cli.detectors.base import Decisions, Detector
 from robustbench_cli.detectors.mutants import NEURON_SIDES, OPERATORS, SELECTIONS, MutantModel
-from robustbench_cli.detectors.params import choice, open_fraction, optional_number
 from robustbench_cli.detectors.sprt import SPRT
 from robustbench_cli.errors import UserError
 
@@ -63,19 +70,13 @@ class MutationDetector(Detector):
         self.selection = choice("selection", selection, SELECTIONS)
         self.neuron_side = choice("neuron_side", neuron_side, NEURON_SIDES)
         self.max_mutants = positive_int("max_mutants", max_mutants)
-        self.min_accuracy_ratio = number("min_accuracy_ratio", min_accuracy_ratio)
-        if not 0 <= self.min_accuracy_ratio <= 1:
-            raise UserError(f"min_accuracy_ratio must be in [0, 1], got {self.min_accuracy_ratio}")
+        self.min_accuracy_ratio = fraction("min_accuracy_ratio", min_accuracy_ratio)
         self.normal_inputs = choice("normal_inputs", normal_inputs, NORMAL_INPUTS)
         self.threshold_rule = choice("threshold_rule", threshold_rule, THRESHOLD_RULES)
-        self.rho = number("rho", rho)
-        if self.rho <= 0:
-            raise UserError(f"rho must be > 0, got {self.rho}")
+        self.rho = positive_number("rho", rho)
         self.confidence = open_fraction("confidence", confidence)
-        self.margin = number("margin", margin)
-        if self.margin <= 0:
-            raise UserError(f"margin must be > 0, got {self.margin}")
-        self.given_threshold = optional_number("threshold", threshold)
+        self.margin = positive_number("margin", margin)
+        self.given_threshold = optional(number)("threshold", threshold)
         self.alpha = open_fraction("alpha", alpha)
         self.beta = open_fraction("beta", beta)
         self.indifference = open_fraction("indifference", indifference)

@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from robustbench_cli import attacks, detectors
+from robustbench_cli.checks import open_fraction
 from robustbench_cli.detectors.base import Decisions
-from robustbench_cli.detectors.params import open_fraction
 from robustbench_cli.detectors.roc import roc_auc, roc_curve
 from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.runner import check_protocol, progress_bar, resolve_device

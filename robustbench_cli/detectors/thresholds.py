@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from robustbench_cli.detectors.params import open_fraction
+from robustbench_cli.checks import open_fraction
 from robustbench_cli.errors import UserError
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import Callback
 from torchmetrics.classification import MulticlassAccuracy
 
 from robustbench_cli.checkpoints import META_KEY, weights_sha256
@@ -97,16 +96,3 @@ class ClassifierModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint[META_KEY] = {**self.meta, "weights_sha256": weights_sha256(checkpoint["state_dict"])}
-
-
-class SaveOnInterrupt(Callback):
-    """Writes last.ckpt when training is interrupted (Ctrl-C, SIGTERM, a crash), so it can be
-    resumed; not for a diverged loss, whose weights are no good: the last.ckpt of the previous
-    epoch is kept instead. (Lightning's OnExceptionCheckpoint deletes its file at teardown.)"""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def on_exception(self, trainer, pl_module, exception):
-        if not isinstance(exception, FloatingPointError):
-            trainer.save_checkpoint(self.path, weights_only=False)  # full state, to resume

@@ -8,7 +8,16 @@ config (one-line UserError); `configure` returns what a LightningModule's
 level: the config checks run before anything heavy is loaded.
 """
 
-from robustbench_cli.attacks.params import flag, non_negative_int, number, positive_int, positive_number
+from robustbench_cli.checks import (
+    choice,
+    flag,
+    in_interval,
+    non_negative_int,
+    non_negative_number,
+    optional,
+    positive_int,
+    positive_number,
+)
 from robustbench_cli.errors import UserError
 
 COMMON_KEYS = ("name", "lr", "weight_decay")
@@ -23,38 +32,23 @@ SCHEDULES = ("none", "cosine", "step", "exponential", "plateau")
 
 def _in_unit(low_closed: bool, high_closed: bool):
     """A check for a number in the unit interval, each end open or closed."""
-    interval = f"{'[' if low_closed else '('}0, 1{']' if high_closed else ')'}"
-
-    def check(key: str, value) -> float:
-        value = number(key, value)
-        if value < 0 or value > 1 or (value == 0 and not low_closed) or (value == 1 and not high_closed):
-            raise UserError(f"{key} must be in {interval}, got {value}")
-        return value
-
-    return check
-
-
-def _non_negative(key: str, value) -> float:
-    value = number(key, value)
-    if value < 0:
-        raise UserError(f"{key} must be >= 0, got {value}")
-    return value
+    return lambda key, value: in_interval(key, value, 0, 1, low_closed, high_closed)
 
 
 CHECKS = {  # key -> check(full key, value) -> typed value
     "lr": positive_number,
-    "weight_decay": _non_negative,
+    "weight_decay": non_negative_number,
     "momentum": _in_unit(True, False),
     "nesterov": flag,
     "alpha": _in_unit(True, False),
     "eps": positive_number,
     "centered": flag,
-    "min_lr": _non_negative,
+    "min_lr": non_negative_number,
     "step_size": positive_int,
     "gamma": _in_unit(False, True),  # a decay: 1 keeps the lr
     "factor": _in_unit(False, False),  # torch refuses a factor of 1 or more
     "patience": non_negative_int,
-    "max_drops": lambda key, value: None if value is None else non_negative_int(key, value),
+    "max_drops": optional(non_negative_int),
 }
 
 
@@ -92,9 +86,7 @@ def check_optim(optim: dict) -> dict:
     for key in allowed[1:]:
         if key != "schedule":
             checked[key] = CHECKS[key](f"optim.{key}", optim[key])
-    if optim["schedule"] not in SCHEDULES:
-        raise UserError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {optim['schedule']!r}")
-    checked["schedule"] = optim["schedule"]
+    checked["schedule"] = choice("optim.schedule", optim["schedule"], SCHEDULES)
     if checked["min_lr"] > checked["lr"]:
         raise UserError(f"optim.min_lr must be <= optim.lr ({checked['lr']}), got {checked['min_lr']}")
     if checked.get("nesterov") and checked["momentum"] == 0:

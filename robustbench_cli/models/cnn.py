@@ -4,17 +4,13 @@ from collections import OrderedDict
 
 from torch import nn
 
-from robustbench_cli.models.options import (
-    ArchOptions,
-    positive_int,
-    positive_int_list,
-    required,
-)
+from robustbench_cli.checks import positive_int
+from robustbench_cli.models.options import ArchOptions, positive_int_list, required
 
 
 def build_cnn(cfg, info, options: ArchOptions) -> nn.Module:
-    channels = positive_int_list(required(cfg, "channels"), "channels")
-    hidden = options.scaled(positive_int(required(cfg, "hidden"), "hidden"))
+    channels = positive_int_list("model.channels", required(cfg, "channels"))
+    hidden = options.scaled(positive_int("model.hidden", required(cfg, "hidden")))
     layers: list[nn.Module] = []
     in_channels, height, width = info.channels, info.height, info.width
     for out_channels in channels:

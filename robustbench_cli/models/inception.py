@@ -28,6 +28,7 @@ from torchvision.models.inception import (
     InceptionE,
 )
 
+from robustbench_cli.checks import flag
 from robustbench_cli.errors import UserError
 from robustbench_cli.models.options import ArchOptions
 
@@ -62,10 +63,7 @@ def build_inception_v3(cfg, info, options: ArchOptions) -> nn.Module:
             f"inception_v3 needs inputs of at least {MIN_INPUT_PX}x{MIN_INPUT_PX} px, "
             f"got {info.height}x{info.width}"
         )
-    pretrained = cfg.get("pretrained", False)
-    if not isinstance(pretrained, bool):
-        raise UserError(f"model.pretrained must be true or false, got {pretrained!r}")
-    if pretrained:
+    if flag("model.pretrained", cfg.get("pretrained", False)):
         if options.width != 1.0 or options.activation != "relu":
             raise UserError(
                 "model.pretrained=true loads torchvision's weights, which fit only "

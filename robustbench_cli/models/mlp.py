@@ -7,7 +7,7 @@ from robustbench_cli.models.options import ArchOptions, positive_int_list, requi
 
 def build_mlp(cfg, info, options: ArchOptions) -> nn.Module:
     # An empty list is allowed: a linear classifier is a classic baseline for robustness.
-    hidden = positive_int_list(required(cfg, "hidden"), "hidden", allow_empty=True)
+    hidden = positive_int_list("model.hidden", required(cfg, "hidden"), allow_empty=True)
     layers: list[nn.Module] = [nn.Flatten()]
     features = info.channels * info.height * info.width
     for units in hidden:

@@ -23,7 +23,7 @@ from robustbench_cli.reporting.rows import (
 )
 from robustbench_cli.reporting.stats import NOTE_LEVEL, mcnemar
 
-ONE_STEP_PREFIXES = ("fgsm", "step_", "fast_")
+ONE_STEP_PREFIXES = ("fgsm", "rfgsm", "step_", "fast_")
 BLACK_BOX_OR_NOISE = ("nes", "transfer", "gaussian", "random_sign", "trunc_normal")
 NOT_WHITE_BOX = ("none", "worst_case")  # worst_case may include black-box attacks
 MULTI_STEP_REFERENCE = "pgd_linf"

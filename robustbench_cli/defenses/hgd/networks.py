@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_cli.checks import is_int
 from robustbench_cli.defenses.hgd import DENOISER_NAMES
 from robustbench_cli.errors import UserError
 
@@ -76,7 +77,7 @@ def denoiser_config(name, widths, channels: int, height: int, width: int) -> dic
                         f"got {height}x{width}")
     widths = default_widths(height, width) if widths is None else widths
     if not isinstance(widths, (list, tuple)) or len(widths) != 5 or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+            is_int(w) and w > 0 for w in widths):
         raise UserError(f"defense.widths must be 5 positive integers (one per feedforward block) "
                         f"or null, got {widths!r}")
     return {"name": name, "widths": list(widths), "channels": channels}

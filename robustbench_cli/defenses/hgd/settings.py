@@ -3,9 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-
-from robustbench_cli.config import check_positive_int, parse_number
+from robustbench_cli.checks import checkpoint_paths, choice, flag, number, optional, plain, positive_int
 from robustbench_cli.defenses.hgd import THREATS
 from robustbench_cli.errors import UserError
 
@@ -34,26 +32,6 @@ class EvalSettings:
     denoise_loss: bool
 
 
-def _plain(value):
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
-def checkpoint_paths(value, what: str) -> list[Path]:
-    value = _plain(value)
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(item, str) and item for item in items):
-        raise UserError(f"{what} must be a checkpoint path or a list of paths, got {value!r}")
-    return [Path(item) for item in items]
-
-
-def _flag(value, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"{what} must be true or false, got {value!r}")
-    return value
-
-
 def train_settings(cfg) -> TrainSettings:
     defense = cfg.defense
     if not defense.get("target_ckpt"):
@@ -67,31 +45,31 @@ def train_settings(cfg) -> TrainSettings:
             from robustbench_cli.config import renamed_key
 
             raise UserError(renamed_key(f"defense.{key}", defense[key]))
-    eps_range = _plain(defense.eps_range)
+    eps_range = plain(defense.eps_range)
     if not isinstance(eps_range, list) or len(eps_range) != 2:
         raise UserError(f"defense.eps_range must be [low, high], got {eps_range!r}")
-    low, high = (parse_number(v, "defense.eps_range") for v in eps_range)
+    low, high = (number("defense.eps_range", v) for v in eps_range)
     if not 0 < low <= high <= 1:
         raise UserError(f"defense.eps_range must satisfy 0 < low <= high <= 1, got [{low}, {high}]")
     source = defense.get("source_ckpts")
     return TrainSettings(
         target_ckpt=Path(defense.target_ckpt),
         denoiser=defense.denoiser,
-        widths=_plain(defense.get("widths")),
+        widths=plain(defense.get("widths")),
         guide=defense.guide,
         guide_layer=defense.get("guide_layer"),
         attacks=_attack_list(defense.get("attacks")),
         eps_range=(low, high),
-        eps_levels=check_positive_int(defense.eps_levels, "defense.eps_levels"),
-        source_ckpts=None if source is None else checkpoint_paths(source, "defense.source_ckpts"),
-        online=_flag(defense.online, "defense.online"),
+        eps_levels=positive_int("defense.eps_levels", defense.eps_levels),
+        source_ckpts=optional(checkpoint_paths)("defense.source_ckpts", source),
+        online=flag("defense.online", defense.online),
     )
 
 
 def _attack_list(value) -> list[dict]:
     from robustbench_cli.attacks import ATTACK_NAMES
 
-    value = _plain(value)
+    value = plain(value)
     if not isinstance(value, list) or not value:
         raise UserError(f"defense.attacks must be a non-empty list like [{{name: fgsm}}, "
                         f"{{name: bim, steps: 2}}], got {value!r}")
@@ -108,11 +86,9 @@ def _attack_list(value) -> list[dict]:
 
 def eval_settings(cfg) -> EvalSettings:
     defense = cfg.defense
-    threat = defense.get("threat", "full")
-    if threat not in THREATS:
-        raise UserError(f"defense.threat must be one of {', '.join(THREATS)}, got {threat!r}")
+    threat = choice("defense.threat", defense.get("threat", "full"), THREATS)
     if not defense.get("ckpt"):
         raise UserError("defense=hgd needs defense.ckpt=PATH: a denoiser checkpoint from "
                         "`robust train defense=hgd` (or a list [a,b] for an ensemble)")
-    return EvalSettings(ckpts=checkpoint_paths(defense.ckpt, "defense.ckpt"), threat=threat,
-                        denoise_loss=_flag(defense.denoise_loss, "defense.denoise_loss"))
+    return EvalSettings(ckpts=checkpoint_paths("defense.ckpt", defense.ckpt), threat=threat,
+                        denoise_loss=flag("defense.denoise_loss", defense.denoise_loss))

@@ -3,8 +3,6 @@ metrics.json. The run folder has the layout of a classifier run (checkpoints/bes
 last.ckpt, logs/) plus the generated training pairs."""
 
 import json
-import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -24,25 +22,20 @@ def _source_model(settings, target):
     return LogitEnsemble(members).eval(), [str(path.resolve()) for path in settings.source_ckpts]
 
 
-def _resume_from(cfg):
-    """ckpt_path: the last.ckpt of an interrupted denoiser run, continued in this run."""
-    if not cfg.ckpt_path:
-        return None
-    from robustbench_cli.checkpoints import read_checkpoint
+def _resume_point(cfg, run_dir):
+    """(denoiser checkpoint to continue from or None, folder to write into)."""
+    from robustbench_cli.checkpoints import read_checkpoint, resume_point
     from robustbench_cli.defenses.hgd.checkpoint import is_denoiser
 
-    if not is_denoiser(read_checkpoint(cfg.ckpt_path)):
-        raise UserError(f"ckpt_path={cfg.ckpt_path} is not a denoiser checkpoint: with defense=hgd, "
+    resume_from, run_dir = resume_point(cfg, run_dir)
+    if resume_from is not None and not is_denoiser(read_checkpoint(resume_from)):
+        raise UserError(f"{resume_from} is not a denoiser checkpoint: with defense=hgd, "
                         "ckpt_path continues an interrupted denoiser run; the classifier goes in "
                         "defense.target_ckpt")
-    return cfg.ckpt_path
+    return resume_from, run_dir
 
 
 def train_denoiser(cfg, run_dir: Path) -> dict:
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-    from pytorch_lightning.loggers import CSVLogger
-
     from robustbench_cli.checkpoints import check_fits, file_sha256
     from robustbench_cli.config import recorded_dataset_config
     from robustbench_cli.data import RobustDataModule
@@ -52,15 +45,15 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
     from robustbench_cli.defenses.hgd.networks import build_denoiser, denoiser_config
     from robustbench_cli.defenses.hgd.pairs import PairMaker
     from robustbench_cli.defenses.hgd.settings import train_settings
-    from robustbench_cli.lit.classifier import SaveOnInterrupt
     from robustbench_cli.lit.denoiser import DenoiserModule
+    from robustbench_cli.lit.fit import fit
     from robustbench_cli.provenance import git_revision
     from robustbench_cli.reporting import atomic_write_text
 
     # Lightning warns about modules in eval mode at the start of fit: the frozen target, by design.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     settings = train_settings(cfg)
-    resume_from = _resume_from(cfg)
+    resume_from, run_dir = _resume_point(cfg, run_dir)
     data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
     data.prepare_data()
     info = data.info.to_dict()
@@ -93,25 +86,10 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
                             pairs=maker if settings.online else None,
                             seed=cfg.seed, monitor="val_loss" if has_val else "train_loss_epoch")
 
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                  monitor="val_loss" if has_val else None, mode="min",
-                                  save_top_k=1, save_last=True, enable_version_counter=False)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=run_dir,
-                         callbacks=[checkpoints, SaveOnInterrupt(last), RichProgressBar()],
-                         logger=CSVLogger(run_dir, name="logs", version=""))
-    start = time.perf_counter()
-    try:  # weights_only: never unpickle code from a checkpoint, ours or a resumed one
-        trainer.fit(module, datamodule=pair_data, ckpt_path=resume_from, weights_only=True)
-    except FloatingPointError as error:
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved"
-        raise UserError(f"training stopped: {error}; {kept}") from None
-    except SystemExit as stop:  # Lightning's way out after Ctrl-C or SIGTERM
-        print(f"robust train: interrupted; continue with ckpt_path={last}", file=sys.stderr)
-        raise SystemExit(stop.code or 1) from None
-    best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
-    tested = trainer.test(module, datamodule=pair_data, ckpt_path=str(best), verbose=False,
-                          weights_only=True)[0]
+    fitted = fit(module, pair_data, run_dir, trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
+                 epochs=cfg.trainer.max_epochs, monitor="val_loss" if has_val else None, mode="min",
+                 resume_from=resume_from)
+    trainer, tested, best = fitted.trainer, fitted.tested, fitted.best
     metrics = {
         "defense": "hgd", "denoiser": network["name"], "widths": network["widths"],
         "guide": guide["name"], "guide_layer": guide["layer"], "dataset": cfg.dataset.name,
@@ -120,7 +98,7 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
         "test_accuracy": tested["test_acc"], "test_undefended_accuracy": tested["test_undefended_acc"],
         "n_test_pairs": len(trainer.test_dataloaders.dataset),
         "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-        "seconds": round(time.perf_counter() - start, 3), "seed": cfg.seed,
+        "seconds": round(fitted.seconds, 3), "seed": cfg.seed,
         "checkpoint": str(best.relative_to(run_dir)), "last_checkpoint": "checkpoints/last.ckpt",
         "training_data": pair_data.training_data(),
     }
