@@ -14,6 +14,15 @@ def robust(*args, cwd, timeout=600, env=None) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env)
 
 
+def robust_many(calls, cwd, workers=2) -> list[subprocess.CompletedProcess]:
+    """`robust ARGS...` for each ARGS in `calls`, two at a time (most of a short call is
+    Python and torch starting up, which a second core halves); results in call order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda args: robust(*args, cwd=cwd), calls))
+
+
 def ok(process: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert process.returncode == 0, f"exit {process.returncode}\n{process.stdout}\n{process.stderr}"
     return process

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 from conftest import SHARED_DATA
-from helpers import FASHION, ok, robust
+from helpers import FASHION, ok, robust, robust_many
 from PIL import Image
 
 
@@ -85,13 +85,14 @@ def cases(ckpt, folder, empty, broken):
 def test_each_bad_input_is_one_line_and_changes_nothing(setup):
     work, ckpt, folder, empty, broken = setup
     before = snapshot(work / "run")
-    failures = []
-    for i, (name, args) in enumerate(cases(ckpt, folder, empty, broken).items()):
+    calls = []
+    for i, args in enumerate(cases(ckpt, folder, empty, broken).values()):
         # eval runs share the folder of the finished eval; training runs get their own
         folder_arg = {"eval": ["hydra.run.dir=run"], "train": [f"hydra.run.dir=train_{i}"]}
         writes_elsewhere = any(a.startswith("paths.output_dir=") for a in args)
-        extra = [] if writes_elsewhere else folder_arg.get(args[0], [])
-        process = robust(*args, *extra, cwd=work)
+        calls.append([*args, *([] if writes_elsewhere else folder_arg.get(args[0], []))])
+    failures = []
+    for name, process in zip(cases(ckpt, folder, empty, broken), robust_many(calls, work)):
         lines = process.stderr.strip().splitlines()
         if process.returncode != 2 or len(lines) != 1 or "Traceback" in process.stderr:
             failures.append(f"{name}: exit {process.returncode}, stderr={process.stderr!r}")

@@ -4,7 +4,7 @@ non-finite number is a one-line error before anything trains or loads."""
 from pathlib import Path
 
 import pytest
-from helpers import robust
+from helpers import robust, robust_many
 from omegaconf import OmegaConf
 
 from robustbench_cli import checks
@@ -133,18 +133,21 @@ def test_checkpoint_paths():
             f"group.key must be a checkpoint path or a list of paths, got {value!r}"
 
 
-@pytest.mark.parametrize(("args", "message"), [
+NON_FINITE_THROUGH_THE_CLI = [
     (["eval", "eps=nan"], "eps must be a finite number, got nan"),
     (["eval", "eps=[0.1,-inf]"], "eps must be a finite number, got -inf"),
     (["train", "dataset.val_fraction=nan"], "dataset.val_fraction must be a finite number, got nan"),
     (["train", "model.width=inf"], "model.width must be a finite number, got inf"),
     (["train", "optim.lr=nan"], "optim.lr must be a finite number, got nan"),
-])
-def test_non_finite_numbers_through_the_cli(tmp_path, args, message):
-    process = robust(*args, "hydra.run.dir=run", cwd=tmp_path)
-    lines = process.stderr.strip().splitlines()
-    assert process.returncode == 2 and len(lines) == 1, process.stderr
-    assert lines[0] == f"robust {args[0]}: error: {message}"
+]
+
+
+def test_non_finite_numbers_through_the_cli(tmp_path):
+    calls = [[*args, f"hydra.run.dir=run_{i}"] for i, (args, _) in enumerate(NON_FINITE_THROUGH_THE_CLI)]
+    for (args, message), process in zip(NON_FINITE_THROUGH_THE_CLI, robust_many(calls, tmp_path)):
+        lines = process.stderr.strip().splitlines()
+        assert process.returncode == 2 and len(lines) == 1, process.stderr
+        assert lines[0] == f"robust {args[0]}: error: {message}"
 
 
 def test_non_finite_attack_parameter_through_the_cli(trained):
