@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -263,13 +264,15 @@ def test_notes_compare_rows_of_the_same_model_and_protocol_only():
     assert len(notes) == 1 and notes[0].startswith("[cnn] fgsm")
 
 
-def test_sanity_note_fires_above_one_percent_at_an_unbounded_budget():
+def test_sanity_note_fires_when_significantly_above_one_percent_at_an_unbounded_budget():
     def check(count):
         return scored("pgd_linf", 1.0, count, check="sanity")
 
     assert notes_of(check(2)) == []  # 1%
-    notes = notes_of(check(3), scored("pgd_linf", 0.03, 100))
+    assert notes_of(check(4)) == []  # 2% of 200 points: P(>= 4 | 1%) = 0.14, noise
+    notes = notes_of(check(10), scored("pgd_linf", 0.03, 100))  # 5%: P(>= 10 | 1%) < 1e-4
     assert len(notes) == 1 and notes[0].startswith("sanity check failed: pgd_linf")
+    assert float(notes[0].split("binomial p=")[1].split(")")[0]) < 0.01
 
 
 def test_wilson_interval_and_mcnemar_on_known_counts():
@@ -284,6 +287,11 @@ def test_wilson_interval_and_mcnemar_on_known_counts():
     p, only_first, only_second = mcnemar(hits(10, 20), hits(0, 20))
     assert (only_first, only_second) == (10, 0) and p == pytest.approx(2 / 1024)
     assert mcnemar(hits(1, 20), hits(0, 20))[0] == 1.0
+    from robustbench_cli.reporting.stats import binomial_upper_tail
+
+    assert binomial_upper_tail(1, 10, 0.5) == pytest.approx(1 - 0.5 ** 10)
+    assert binomial_upper_tail(3, 200, 0.01) == pytest.approx(1 - sum(
+        math.comb(200, i) * 0.01 ** i * 0.99 ** (200 - i) for i in range(3)))
 
 
 # --- multirun aggregation ----------------------------------------------------------------

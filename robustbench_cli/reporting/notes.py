@@ -5,7 +5,7 @@ checkpoint, seed, protocol). A note that compares two rows pairs their per-point
 (points.npz) and fires only when McNemar's exact test finds the difference significant at
 1%: a single image more or less is noise, not gradient masking. Rows without per-point
 outcomes are never compared. The sanity note fires when a white-box attack at an unbounded
-budget leaves more than 1% accuracy.
+budget leaves significantly (binomial test, 1%) more than 1% accuracy.
 """
 
 from collections import defaultdict
@@ -21,7 +21,7 @@ from robustbench_cli.reporting.rows import (
     threat_norm,
     varying_identity_keys,
 )
-from robustbench_cli.reporting.stats import NOTE_LEVEL, mcnemar
+from robustbench_cli.reporting.stats import NOTE_LEVEL, binomial_upper_tail, mcnemar
 
 ONE_STEP_PREFIXES = ("fgsm", "rfgsm", "step_", "fast_")
 BLACK_BOX_OR_NOISE = ("nes", "transfer", "gaussian", "random_sign", "trunc_normal")
@@ -116,8 +116,17 @@ def _is_white_box(series) -> bool:
     return series not in NOT_WHITE_BOX and not _is_black_box_or_noise(series)
 
 
+def _sanity_p(row) -> float | None:
+    """For a sanity row: the binomial p of its correct count if at most SANITY_FLOOR of the
+    points could survive an unbounded attack (None for other rows)."""
+    if not is_check(row) or row.get("correct") is None or not row.get("n"):
+        return None
+    return binomial_upper_tail(row["correct"], row["n"], SANITY_FLOOR)
+
+
 def _failed_sanity(row) -> bool:
-    return is_check(row) and row.get("accuracy") is not None and row["accuracy"] > SANITY_FLOOR
+    p = _sanity_p(row)
+    return p is not None and row["accuracy"] > SANITY_FLOOR and p < NOTE_LEVEL
 
 
 def _sanity(results):
@@ -125,9 +134,10 @@ def _sanity(results):
         if _failed_sanity(result.row):
             yield (
                 f"sanity check failed: {series_name(result.row)} at an unbounded budget "
-                f"(eps={format_eps(result.row['eps'])}) leaves {_pct(result.accuracy)} accuracy "
-                f"(more than {_pct(SANITY_FLOOR)}): the attack does not reach the decision "
-                f"boundary (gradient masking or a broken attack); its bounded rows overstate robustness"
+                f"(eps={format_eps(result.row['eps'])}) leaves {_pct(result.accuracy)} accuracy, "
+                f"significantly more than {_pct(SANITY_FLOOR)} (binomial p={_sanity_p(result.row):.2g}): "
+                f"the attack does not reach the decision boundary (gradient masking or a broken "
+                f"attack); its bounded rows overstate robustness"
             )
 
 

@@ -47,6 +47,19 @@ def mcnemar(first, second) -> tuple[float, int, int]:
         only_first, only_second
 
 
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): how likely k or more successes are if the true
+    rate is only p."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+             + i * math.log(p) + (n - i) * math.log1p(-p) for i in range(k, n + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
 def binomial_two_sided(k: int, n: int) -> float:
     """P(X <= k) doubled (capped at 1) for X ~ Binomial(n, 1/2) and k <= n / 2."""
     if n == 0:
