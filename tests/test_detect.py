@@ -4,6 +4,7 @@ mutation detectors on a real MLP trained on Fashion-MNIST; the real command and 
 import csv
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -474,7 +475,7 @@ def test_interrupted_detect_resumes_with_only_the_missing_rows(trained):
             "attack=[fgsm,pgd_linf]", "eps=[0.05,0.1]", "attack.steps=5", "dataset.limit_test=300",
             "progress=false"]
     ok(robust(*args, "hydra.run.dir=whole", cwd=work, env=ONE_THREAD))
-    ok(robust(*args, "hydra.run.dir=cut", cwd=work, env=ONE_THREAD))
+    shutil.copytree(work / "whole", work / "cut")
     # An interruption after two attack rows: results.json held only those (points.npz more).
     results = work / "cut" / "results.json"
     results.write_text(json.dumps(json.loads(results.read_text())[1:3]))
