@@ -6,13 +6,12 @@ row's per-point record (attacked, clean_correct, correct, rejected, scores, muta
 and measures only the rows that are missing.
 """
 
-import json
 from pathlib import Path
 
 import torch
 
 from robustbench_cli.detectors.runner import CLEAN, Measured
-from robustbench_cli.errors import UserError
+from robustbench_cli.evaluation.row_store import finished_rows
 from robustbench_cli.reporting.detection import write_detection_results
 from robustbench_cli.reporting.points import read_points, row_key, write_points
 
@@ -38,15 +37,11 @@ class DetectionStore:
 
     def load(self) -> dict:
         """Rows finished by an earlier run into this folder, keyed by (attack, eps)."""
-        results, arrays = self.run_dir / "results.json", read_points(self.run_dir)
-        if not results.is_file() or not arrays:
+        arrays = read_points(self.run_dir)
+        if not arrays:
             return {}
         finished = {}
-        for row in json.loads(results.read_text()):
-            for key in IDENTITY_KEYS:
-                if key in self.identity and row.get(key) != self.identity[key]:
-                    raise UserError(f"cannot resume in {self.run_dir}: its results have {key}="
-                                    f"{row.get(key)!r}, this run {self.identity[key]!r}")
+        for row in finished_rows(self.run_dir, self.identity, IDENTITY_KEYS):
             if (row["attack"], row["eps"]) == CLEAN:
                 continue
             prefix = row_key(row) + ":"

@@ -7,6 +7,7 @@ half a file.
 """
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -26,10 +27,23 @@ from robustbench_cli.reporting.rows import series_name
 IDENTITY_KEYS = ("model", "dataset", "checkpoint_sha256", "n", "seed", "protocol")
 
 
+def finished_rows(run_dir: Path, identity: dict, keys) -> list[dict]:
+    """The rows an interrupted run left in run_dir/results.json ([] when none); a row whose
+    `keys` differ from this run's `identity` makes resuming there a one-line error."""
+    results = run_dir / "results.json"
+    if not results.is_file():
+        return []
+    rows = json.loads(results.read_text())
+    for row in rows:
+        for key in keys:
+            if key in identity and row.get(key) != identity[key]:
+                raise UserError(f"cannot resume in {run_dir}: its results have {key}="
+                                f"{row.get(key)!r}, this run {identity[key]!r}")
+    return rows
+
+
 class RowStore:
     def __init__(self, run_dir, identity: dict):
-        from pathlib import Path
-
         self.run_dir = Path(run_dir)
         self.identity = identity
         self.rows: list[dict] = []
@@ -52,16 +66,10 @@ class RowStore:
 
     def load(self) -> dict:
         """Rows finished by an earlier run into this folder, keyed as AttackSpec.key(eps)."""
-        results = self.run_dir / "results.json"
         points = read_points(self.run_dir)
-        if not results.is_file() or not points:
+        if not points:
             return {}
-        rows = json.loads(results.read_text())
-        for row in rows:
-            for key in IDENTITY_KEYS:
-                if key in self.identity and row.get(key) != self.identity[key]:
-                    raise UserError(f"cannot resume in {self.run_dir}: its results have {key}="
-                                    f"{row.get(key)!r}, this run {self.identity[key]!r}")
+        rows = finished_rows(self.run_dir, self.identity, IDENTITY_KEYS)
         clean = _tensor(points.get(CLEAN))
         return {(series_name(r), r["eps"], r.get("check")):
                 Finished(_strip(r, self.identity), _tensor(points[key]),

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch.utils.data import DataLoader
 
-from robustbench_cli import attacks
+from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.base import in_top_k
 from robustbench_cli.errors import UserError
 from robustbench_cli.reporting.rows import SANITY_CHECK, series_name
@@ -71,16 +71,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def check_protocol(protocol) -> str:
-    if protocol not in PROTOCOLS:
-        raise UserError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    return protocol
+    return checks.choice("protocol", protocol, PROTOCOLS)
 
 
 def check_top5(value) -> str:
-    choice = {True: "true", False: "false"}.get(value, value)
-    if choice not in TOP5_CHOICES:
-        raise UserError(f"top5 must be one of {', '.join(TOP5_CHOICES)}, got {value!r}")
-    return choice
+    """auto, true or false (YAML reads true/false as bools)."""
+    return checks.choice("top5", {True: "true", False: "false"}.get(value, value), TOP5_CHOICES)
 
 
 def sanity_specs(specs: list[AttackSpec], image_numel: int) -> list[tuple[AttackSpec, float]]:
@@ -178,9 +174,8 @@ class _Clean:
             row.update(top5=top5_hits / n, top5_correct=top5_hits, **interval_fields(top5_hits, n, "top5_"))
         else:
             row["top5"] = None
-        clean_hits = int(self.correct.sum())
-        row.update(clean_accuracy=clean_hits / n,
-                   clean_top5=self.top5.float().mean().item() if self.with_top5 else None)
+        row.update(clean_accuracy=int(self.correct.sum()) / n,
+                   clean_top5=int(self.top5.sum()) / n if self.with_top5 else None)
         return _ordered(row)
 
 
@@ -212,13 +207,13 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
     else:
         attack.stop_at(5 if clean.with_top5 else 1)
     with_top5 = clean.with_top5
-    correct, top5 = clean.correct.clone(), clean.top5.clone()
+    correct, top5, attacked = clean.correct.clone(), clean.top5.clone(), clean.attacked
     stats: dict[str, float] = defaultdict(float)
     seconds, offset = 0.0, 0
     for x, y in loader:
         batch = slice(offset, offset + len(y))
         offset += len(y)
-        idx = clean.attacked[batch].nonzero().squeeze(1)
+        idx = attacked[batch].nonzero().squeeze(1)
         if attack.eps > 0 and len(idx) and spec.name != "none":
             x, y = x[idx].to(device), y[idx].to(device)
             start = time.perf_counter()
