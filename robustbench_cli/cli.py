@@ -15,6 +15,9 @@ COMMANDS = {
     "detect": "measure an adversarial-input detector (confidence ratio, mutation) under attack",
     "aggregate": "rebuild summary.csv/md/png of a multirun folder: robust aggregate SWEEP_DIR",
     "analyze": "layer-wise perturbation of adversarial, noisy and denoised inputs: robust analyze layers ...",
+    "transfer": "transfer and error-rate matrices: robust transfer sources=[CKPT,...] targets=[CKPT,...]",
+    "study": "run a staged study (experiments/studies/NAME.yaml), reusing finished stages: robust study NAME",
+    "results": "query the results index: robust results [FIELD=VALUE...] [rows=F cols=F] [format=md|csv]",
 }
 
 USAGE = """usage: robust COMMAND [overrides...]

@@ -134,22 +134,24 @@ def median_input_gradient_norm(model, x, y) -> float:
 
 
 def test_distillation_student_matches_teacher_and_flattens_gradients(tmp_path, undefended):
-    student = train_in_process(tmp_path / "distilled", *MEDIUM, "defense=distillation")
-    assert (tmp_path / "distilled" / "teacher" / "checkpoints" / "best.ckpt").is_file()
+    run_dir = tmp_path / "train" / "distilled"  # where paths.output_dir=tmp_path finds its teacher
+    student = train_in_process(run_dir, *MEDIUM, "defense=distillation")
+    assert (run_dir / "teacher" / "checkpoints" / "best.ckpt").is_file()
     assert student["test_accuracy"] >= student["teacher_test_accuracy"] - 0.05
     data = RobustDataModule({"name": "fashion_mnist", "root": FASHION, "limit_test": 200},
                             data_dir="data").test_dataset()
     x = torch.stack([data[i][0] for i in range(200)])
     y = torch.tensor([data[i][1] for i in range(200)])
-    distilled = load_classifier(checkpoint(tmp_path / "distilled", student))
+    distilled = load_classifier(checkpoint(run_dir, student))
     undistilled = load_classifier(checkpoint(*undefended))
     with torch.no_grad():
         confidence = F.softmax(distilled(x), 1).amax(1)
     assert confidence.median() > 0.99  # near one-hot at T = 1
     assert median_input_gradient_norm(distilled, x, y) < 0.1 * median_input_gradient_norm(undistilled, x, y)
-    check_teacher_temperature(tmp_path / "distilled", checkpoint(*undefended))
+    check_teacher_temperature(run_dir, checkpoint(*undefended))
+    check_teacher_reuse(run_dir, tmp_path)
     # The training recipe named at eval time selects (here: checks) the checkpoint.
-    for ckpt, outcome in ((checkpoint(tmp_path / "distilled", student), 0), (checkpoint(*undefended), 2)):
+    for ckpt, outcome in ((checkpoint(run_dir, student), 0), (checkpoint(*undefended), 2)):
         result = robust("eval", f"ckpt_path={ckpt}", "defense=distillation", "attack=fgsm", "eps=0.1",
                         "dataset.limit_test=100", "sanity=false", "progress=false", cwd=tmp_path)
         assert result.returncode == outcome, result.stderr
@@ -188,6 +190,30 @@ def check_teacher_temperature(run_dir, undistilled_ckpt):
         plan(f"defense.teacher_ckpt={undistilled_ckpt}")
     with pytest.raises(UserError, match=r"temperature 20\b.*defense.temperature=5\b"):
         plan(f"defense.teacher_ckpt={teacher}", "defense.temperature=5")
+
+
+def check_teacher_reuse(run_dir, output_dir):
+    """Another distillation run with the same model, data, seed, optimizer, epochs and T reuses
+    the finished teacher under paths.output_dir; one with another seed trains its own."""
+    from helpers import compose
+
+    from robustbench_cli.defenses import plan_training
+
+    def plan(*overrides):
+        cfg = compose("train", "dataset=fashion_mnist", f"dataset.root={FASHION}", *MEDIUM,
+                      "defense=distillation", f"paths.output_dir={output_dir}", *overrides)
+        data = RobustDataModule(cfg.dataset, data_dir="data", seed=cfg.seed)
+        data.prepare_data()
+
+        def no_training(*args, **kwargs):
+            raise AssertionError("retrained")
+
+        return plan_training(cfg, data, output_dir / "another", no_training)
+
+    teacher = run_dir / "teacher" / "checkpoints" / "best.ckpt"
+    assert plan().extra_metrics["teacher_checkpoint"] == str(teacher.resolve())
+    with pytest.raises(AssertionError, match="retrained"):
+        plan("seed=5")
 
 
 @pytest.mark.parametrize("overrides", [

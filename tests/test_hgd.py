@@ -293,12 +293,28 @@ def test_checkpoint_mix_ups_are_one_line_errors(lgd, target_ckpt):
         "belongs to the defense that wraps the classifier at eval time: defense=hgd)")
 
 
-def test_train_without_target_checkpoint_says_what_to_pass(tmp_path):
-    result = robust("train", "defense=hgd", "dataset=fashion_mnist", f"dataset.root={FASHION}",
-                    cwd=tmp_path)
-    assert result.returncode == 2
-    [line] = result.stderr.strip().splitlines()
-    assert "defense.target_ckpt=PATH" in line
+def test_train_as_typed_trains_its_classifier_first_and_prune_finds_it(tmp_path):
+    """`robust train defense=hgd` in an empty folder: no classifier yet, so one is trained into
+    the run's classifier/ first, then the denoiser guarded by it; `defense=prune` without
+    source_ckpt then prunes that classifier, the newest undefended one."""
+    data = ["dataset=fashion_mnist", f"dataset.root={FASHION}", "dataset.limit_train=300",
+            "dataset.limit_test=100", "trainer.max_epochs=1"]
+    hgd = ok(robust("train", "defense=hgd", *data, cwd=tmp_path))
+    assert "training one first" in hgd.stdout
+    [run] = (tmp_path / "outputs" / "train").iterdir()
+    classifier = json.loads((run / "classifier" / "metrics.json").read_text())
+    assert (classifier["model"], classifier["defense"]) == ("mlp", "none")
+    denoiser = json.loads((run / "metrics.json").read_text())
+    assert denoiser["target_checkpoint"] == str(run / "classifier" / classifier["checkpoint"])
+    assert (run / denoiser["checkpoint"]).is_file()
+
+    pruned = ok(robust("train", "defense=prune", *data, cwd=tmp_path))
+    found = f"classifier (defense=none) under outputs: {run.relative_to(tmp_path)}/classifier/"
+    assert found in pruned.stdout
+    assert "training one first" not in pruned.stdout
+    [prune_run] = set((tmp_path / "outputs" / "train").iterdir()) - {run}
+    source = json.loads((prune_run / "metrics.json").read_text())["source_checkpoint"]
+    assert source == str(run / "classifier" / classifier["checkpoint"])
 
 
 def test_layer_analysis_shows_lgd_damping_the_top_layers(lgd, pixel, target_ckpt, tmp_path):

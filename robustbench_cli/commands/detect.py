@@ -20,6 +20,7 @@ def detect(cfg) -> list[dict]:
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
+    from robustbench_cli.results import index_run
 
     non_negative_int("seed", cfg.seed)
     protocol = check_protocol(cfg.protocol)
@@ -56,6 +57,7 @@ def detect(cfg) -> list[dict]:
     write_run_record(run_dir, cfg, {**target.identity(), "trained_with": target.trained_with()})
     print_detection_results(rows)
     print(f"results in {run_dir}")
+    index_run(cfg, run_dir)
     return rows
 
 

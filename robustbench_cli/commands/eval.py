@@ -34,6 +34,7 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting import print_results
     from robustbench_cli.reporting.notes import sanity_failures
+    from robustbench_cli.results import index_run
 
     non_negative_int("seed", cfg.seed)
     protocol, top5 = check_protocol(cfg.protocol), check_top5(cfg.top5)
@@ -64,6 +65,7 @@ def evaluate(cfg) -> list[dict]:
     print_results(rows, notes)
     view.report(rows)
     print(f"results in {run_dir}")
+    index_run(cfg, run_dir)
     return rows
 
 

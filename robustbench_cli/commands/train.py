@@ -1,6 +1,9 @@
 """`robust train`: fit a classifier (under its defense) with Lightning, test it, write metrics.json."""
 
 import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
 
 
 def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: int,
@@ -8,10 +11,6 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
     """Fit `model` under `objective` into stage_dir (continuing `resume_from`) through the one
     fit helper, test the best checkpoint; returns its metrics (every rank gets them, rank 0
     alone writes files)."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
     from robustbench_cli.checkpoints import file_sha256
     from robustbench_cli.config import recorded_dataset_config
     from robustbench_cli.lit.classifier import ClassifierModule
@@ -57,10 +56,8 @@ def train(cfg, run_dir=None) -> dict:
     import json
     import warnings
     from functools import partial
-    from pathlib import Path
 
     import pytorch_lightning as pl
-    from omegaconf import OmegaConf
 
     from robustbench_cli.config import check_train_config
     from robustbench_cli.data import RobustDataModule
@@ -78,7 +75,10 @@ def train(cfg, run_dir=None) -> dict:
         run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if defense(cfg.defense.name).wraps:  # not a classifier recipe: a model before a trained one
+    chosen = defense(cfg.defense.name)
+    if chosen.input_classifier and not cfg.defense.get(chosen.input_classifier):
+        cfg.defense[chosen.input_classifier] = str(input_classifier(cfg, run_dir, chosen.input_classifier))
+    if chosen.wraps:  # not a classifier recipe: a model before a trained one
         from robustbench_cli.defenses.hgd.training import train_denoiser
 
         return train_denoiser(cfg, run_dir)
@@ -105,6 +105,57 @@ def train(cfg, run_dir=None) -> dict:
     print(f"clean test accuracy {100 * metrics['test_accuracy']:.2f}% on {metrics['n_test']} images; "
           f"checkpoint {run_dir / metrics['checkpoint']}")
     return metrics
+
+
+CLASSIFIER_STAGE = "classifier"  # the run's subfolder where a needed classifier is trained first
+
+
+def input_classifier(cfg, run_dir, key: str) -> Path:
+    """The classifier checkpoint a defense starts from when defense.KEY is empty: the one this
+    run trained before (an interrupted run's), else the newest undefended classifier of this
+    model and dataset under paths.output_dir, else one trained now into RUN/classifier/ (with
+    its own metrics.json, so later runs find it like any `robust train` run)."""
+    import json
+
+    from robustbench_cli.checkpoints import newest_train_checkpoint
+    from robustbench_cli.errors import UserError
+
+    stage_dir = Path(run_dir) / CLASSIFIER_STAGE
+    if (stage_dir / "metrics.json").is_file():
+        path = stage_dir / json.loads((stage_dir / "metrics.json").read_text())["checkpoint"]
+        print(f"defense.{key}: this run's classifier {path}")
+        return path
+    try:
+        path = newest_train_checkpoint(cfg.paths.output_dir, cfg.model.name, cfg.dataset.name, "none")
+        print(f"defense.{key}: the newest model={cfg.model.name} dataset={cfg.dataset.name} "
+              f"classifier (defense=none) under {cfg.paths.output_dir}: {path}")
+        return path
+    except UserError:
+        pass
+    print(f"defense.{key}: no model={cfg.model.name} dataset={cfg.dataset.name} classifier under "
+          f"{cfg.paths.output_dir}: training one first into {stage_dir}")
+    return _train_classifier(cfg, stage_dir)
+
+
+def _train_classifier(cfg, stage_dir: Path) -> Path:
+    """An undefended classifier of cfg.model on cfg.dataset, fitted into stage_dir."""
+    import json
+
+    from robustbench_cli.data import RobustDataModule
+    from robustbench_cli.lit.classifier import plain_objective
+    from robustbench_cli.models import build_model
+    from robustbench_cli.provenance import git_revision
+    from robustbench_cli.reporting import atomic_write_text
+
+    data = RobustDataModule(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
+    data.prepare_data()
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    metrics = fit_stage(cfg, data, build_model(model_cfg, data.info), plain_objective, model_cfg,
+                        stage_dir, cfg.trainer.max_epochs, defense={"name": "none"})
+    if metrics.pop("is_global_zero"):
+        metrics["git_revision"] = git_revision()
+        atomic_write_text(stage_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return stage_dir / metrics["checkpoint"]
 
 
 def _resume_point(cfg, run_dir, model: str, info: dict):

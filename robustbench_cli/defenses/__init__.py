@@ -99,10 +99,11 @@ def _eps_levels(defense: dict) -> int | None:
 
 def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stage,
                        teacher_dir=None) -> TrainingPlan:
-    """Papernot et al.'s teacher is trained at the student's temperature T: a given
-    (teacher_ckpt) or kept (teacher_dir/teacher/, a resumed run's) teacher trained at another
-    T is refused; otherwise a new teacher is trained into run_dir/teacher/, its checkpoint
-    recording T (defense.temperature, defense.stage=teacher)."""
+    """Papernot et al.'s teacher is trained at the student's temperature T. In order: a given
+    teacher (teacher_ckpt; refused unless trained at T), the run's own (teacher_dir/teacher/,
+    a resumed run's), one trained before with the same model, data, seed, optimizer, epochs
+    and T (the newest under paths.output_dir), else a new one trained into run_dir/teacher/,
+    its checkpoint recording T (defense.temperature, defense.stage=teacher)."""
     import json
 
     from robustbench_cli.defenses.distillation import SoftLabelObjective, temperature_objective
@@ -111,35 +112,67 @@ def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stag
     if model_cfg.get("head", "sce") != "sce":
         raise UserError("defense=distillation needs model.head=sce (soft labels are softmax outputs)")
     temperature = positive_number("defense.temperature", defense["temperature"])
+    epochs = positive_int("defense.teacher_epochs", defense.get("teacher_epochs") or cfg.trainer.max_epochs)
+    identity = _teacher_identity(cfg, model_cfg, temperature, epochs)
     extra = {"temperature": temperature}
     kept = Path(teacher_dir or run_dir) / "teacher"
+    if not (kept / TEACHER_RECORD).is_file():
+        kept = _earlier_teacher(cfg, identity)
     if defense.get("teacher_ckpt"):
         path = Path(defense["teacher_ckpt"])
         teacher = _teacher(path, "defense.teacher_ckpt", temperature, data)
-        extra["teacher_checkpoint"] = str(path.resolve())
-    elif (kept / TEACHER_RECORD).is_file():  # a resumed run continues with its own teacher
+    elif kept is not None:
         recorded = json.loads((kept / TEACHER_RECORD).read_text())
         path = kept / recorded["checkpoint"]
+        print(f"distillation: reusing the teacher {path} (same model, data, seed, optimizer, "
+              f"epochs and T={temperature:g})")
         teacher = _teacher(path, f"the kept teacher {kept}", temperature, data)
-        extra["teacher_checkpoint"] = str(path.resolve())
         extra["teacher_test_accuracy"] = recorded["test_accuracy"]
     else:
-        epochs = defense.get("teacher_epochs") or cfg.trainer.max_epochs
         teacher_model = build_model(model_cfg, data.info)
         stage_dir = Path(run_dir) / "teacher"
         metrics = fit_stage(teacher_model, temperature_objective(temperature), model_cfg,
-                            stage_dir, positive_int("defense.teacher_epochs", epochs),
+                            stage_dir, epochs,
                             defense={**defense, "stage": "teacher", "temperature": temperature})
-        if metrics.pop("is_global_zero", True):  # marks the teacher finished, for a resumed run
+        if metrics.pop("is_global_zero", True):  # marks the teacher finished, for reuse
             from robustbench_cli.reporting import atomic_write_text
 
-            atomic_write_text(stage_dir / TEACHER_RECORD,
-                              json.dumps({**metrics, "temperature": temperature}, indent=2) + "\n")
+            record = {**metrics, "temperature": temperature, "identity": identity}
+            atomic_write_text(stage_dir / TEACHER_RECORD, json.dumps(record, indent=2) + "\n")
         teacher = teacher_model.eval()
-        extra["teacher_checkpoint"] = str(stage_dir / metrics["checkpoint"])
+        path = stage_dir / metrics["checkpoint"]
         extra["teacher_test_accuracy"] = metrics["test_accuracy"]
+    extra["teacher_checkpoint"] = str(Path(path).resolve())
     return TrainingPlan(student, model_cfg, SoftLabelObjective(teacher, temperature),
                         cfg.trainer.max_epochs, extra_metrics=extra)
+
+
+def _teacher_identity(cfg, model_cfg: dict, temperature: float, epochs: int) -> dict:
+    """What makes two teachers the same: everything their training depends on, as JSON."""
+    import json
+
+    from robustbench_cli.config import recorded_dataset_config
+
+    dataset = {k: v for k, v in recorded_dataset_config(cfg.dataset).items()
+               if k not in ("num_workers", "download")}
+    identity = {"model": model_cfg, "dataset": dataset, "seed": cfg.seed, "epochs": epochs,
+                "temperature": temperature, "optim": OmegaConf.to_container(cfg.optim, resolve=True)}
+    return json.loads(json.dumps(identity))  # as it reads back from teacher.json
+
+
+def _earlier_teacher(cfg, identity: dict) -> Path | None:
+    """The newest finished teacher/ folder under paths.output_dir with this identity."""
+    import json
+
+    found = []
+    for record in Path(cfg.paths.output_dir).glob(f"train*/**/teacher/{TEACHER_RECORD}"):
+        try:
+            same = json.loads(record.read_text()).get("identity") == identity
+        except (OSError, ValueError):
+            continue
+        if same:
+            found.append((record.stat().st_mtime, record.parent))
+    return max(found)[1] if found else None
 
 
 def trained_temperature(meta: dict) -> float | None:

@@ -1,0 +1,147 @@
+"""A study's tables: rows of its stages' run folders pivoted into rows x columns, with the
+document's numbers beside ours ("ours / paper" in each cell)."""
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+
+from robustbench_cli.errors import UserError
+from robustbench_cli.reporting.formatting import csv_text, markdown_table
+from robustbench_cli.reporting.rows import is_check, series_name
+from robustbench_cli.studies.spec import Table
+
+
+def stage_rows(stage: str, folder: Path) -> list[dict]:
+    """The rows a finished stage gives a table: its results.json rows (eval, detect,
+    transfer), else its metrics.json as one row (train); each with `stage` (and `series`:
+    the attack with its label mode, fgsm_pred)."""
+    results, metrics = folder / "results.json", folder / "metrics.json"
+    if results.is_file():
+        rows = json.loads(results.read_text())
+    elif metrics.is_file():
+        rows = [{k: v for k, v in json.loads(metrics.read_text()).items() if k != "config"}]
+    else:
+        return []
+    for row in rows:
+        row["stage"] = stage
+        if "attack" in row:
+            row["series"] = series_name(row)
+    return rows
+
+
+def key_text(value) -> str:
+    """A row or column key as text: numbers (and fraction strings like 8/255) rounded, so the
+    eps a run computed and the one a study file wrote land in one cell."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    try:
+        number = float(Fraction(str(value).replace(" ", "")))
+    except (ValueError, ZeroDivisionError):
+        return str(value)
+    return f"{number:.6g}"
+
+
+def _matches(row: dict, where: dict) -> bool:
+    for field, wanted in where.items():
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if key_text(row.get(field)) not in {key_text(w) for w in allowed}:
+            return False
+    return "check" in where or not is_check(row)
+
+
+@dataclass
+class Pivot:
+    row_keys: list[str]
+    col_keys: list[str]
+    cells: dict  # (row key, col key) -> value
+
+
+def pivot(table: Table, rows: list[dict]) -> Pivot:
+    """One value per (row, column); two rows on one cell is a one-line error naming the fields
+    that tell them apart."""
+    cells, sources = {}, {}
+    row_keys, col_keys = [], []
+    for row in (r for r in rows if _matches(r, table.where)):
+        if table.value not in row or table.rows not in row or any(c not in row for c in table.cols):
+            continue
+        r, c = key_text(row[table.rows]), ", ".join(key_text(row[f]) for f in table.cols)
+        if (r, c) in cells:
+            other = sources[(r, c)]
+            differ = sorted(k for k in set(row) | set(other)
+                            if not isinstance(row.get(k), (dict, list)) and row.get(k) != other.get(k)
+                            and k not in (table.value, "seconds", "ci_low", "ci_high", "correct"))
+            raise UserError(f"table {table.id}: two rows for ({r}; {c}); they differ in "
+                            f"{', '.join(differ[:6]) or 'nothing shown'}: add a `where:` filter or "
+                            "put the field in rows/cols")
+        cells[(r, c)], sources[(r, c)] = row[table.value], row
+        row_keys += [r] if r not in row_keys else []
+        col_keys += [c] if c not in col_keys else []
+    for r, by_col in table.paper.items():
+        r = key_text(r)
+        row_keys += [r] if r not in row_keys else []
+        for c in map(partial(_paper_column, table), by_col):
+            col_keys += [c] if c not in col_keys else []
+    return Pivot(row_keys, _sorted(col_keys), cells)
+
+
+def _sorted(keys: list[str]) -> list[str]:
+    """Numeric columns (eps) in increasing order; others as they came."""
+    try:
+        return sorted(keys, key=float)
+    except ValueError:
+        return keys
+
+
+def _paper_column(table: Table, col) -> str:
+    """A column key of `paper:`: "0.1" for cols eps, "0.1, robust" for cols eps,protocol."""
+    parts = str(col).split(",") if len(table.cols) > 1 else [col]
+    return ", ".join(key_text(part.strip() if isinstance(part, str) else part) for part in parts)
+
+
+def paper_value(table: Table, r: str, c: str):
+    """The document's number for our cell (r, c), or None."""
+    for row, by_col in table.paper.items():
+        if key_text(row) == r:
+            for col, value in by_col.items():
+                if _paper_column(table, col) == c:
+                    return value
+    return None
+
+
+def _shown(table: Table, value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value * (100 if table.percent else 1):.{table.digits}f}"
+    return str(value)
+
+
+def table_markdown(table: Table, result: Pivot) -> str:
+    has_paper = bool(table.paper)
+    headers = [table.rows, *result.col_keys]
+    body = []
+    for r in result.row_keys:
+        line = [r]
+        for c in result.col_keys:
+            ours = _shown(table, result.cells.get((r, c)))
+            if has_paper:
+                theirs = paper_value(table, r, c)
+                line.append(f"{ours} / {'-' if theirs is None else theirs}")
+            else:
+                line.append(ours)
+        body.append(line)
+    legend = (f"{table.value}{' (%)' if table.percent else ''} by {table.rows} (rows) and "
+              f"{', '.join(table.cols)} (columns)")
+    if has_paper:
+        legend += "; each cell: ours / the document's"
+    return f"{legend}\n\n{markdown_table(headers, body, right_aligned=range(1, len(headers)))}"
+
+
+def table_csv(table: Table, result: Pivot) -> str:
+    """Long format: one line per cell, ours and the document's number."""
+    header = [table.rows, ", ".join(table.cols), table.value, "paper"]
+    body = [[r, c, result.cells.get((r, c)), paper_value(table, r, c)]
+            for r in result.row_keys for c in result.col_keys]
+    return csv_text(header, body)
