@@ -16,6 +16,11 @@ FORBIDDEN = {
     "evaluation": ("robustbench_cli.defenses", "robustbench_cli.lit", "robustbench_cli.commands"),
     "reporting": ("torch", "robustbench_cli.attacks", "robustbench_cli.evaluation",
                   "robustbench_cli.models", "pytorch_lightning"),
+    # studies and the results index only run commands and read the run folders they write
+    "studies": ("robustbench_cli.attacks", "robustbench_cli.evaluation", "robustbench_cli.defenses",
+                "robustbench_cli.lit", "robustbench_cli.models", "pytorch_lightning"),
+    "results": ("torch", "robustbench_cli.attacks", "robustbench_cli.evaluation",
+                "robustbench_cli.defenses", "robustbench_cli.lit", "robustbench_cli.models"),
 }
 
 
