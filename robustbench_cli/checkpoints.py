@@ -51,7 +51,7 @@ def read_checkpoint(path) -> dict:
         lines = [ln.strip() for ln in str(error).splitlines() if "Unsupported" in ln]
         reason = lines[0] if lines else "it holds pickled objects"
         raise UserError(f"refusing to load {path}: it is not a tensor-only file ({reason})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:  # KeyError: not a torch file
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(content, dict) or META_KEY not in content or "state_dict" not in content:

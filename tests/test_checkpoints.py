@@ -51,7 +51,7 @@ def test_checkpoint_records_what_it_holds(trained):
     assert meta["defense"]["name"] == "none"
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"hello world\n", None])
 def test_unreadable_or_foreign_files_are_one_line_errors(tmp_path, content):
     path = tmp_path / "x.ckpt"
     if content is None:

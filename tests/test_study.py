@@ -138,6 +138,21 @@ def test_tables_select_their_stages_and_those_they_use(tmp_path):
         study.stages_for(["table9"])
 
 
+def test_a_transfer_stage_uses_train_stages_and_is_hashed_by_its_config(tmp_path):
+    from robustbench_cli.studies.stages import fill_references, stage_hash
+
+    text = STUDY.replace("tables:", textwrap.dedent("""\
+          crossed:
+            command: transfer
+            overrides: ["sources=[${stages.classifier.ckpt}]", "targets=[${stages.classifier.ckpt}]"]
+        tables:"""), 1)
+    stage = load_study(write_study(tmp_path, text)).stages["crossed"]
+    assert stage.needs == ["classifier"]
+    overrides = fill_references(stage, {"classifier": {"ckpt": "/runs/a.ckpt", "dir": "/runs"}})
+    assert "sources=[/runs/a.ckpt]" in overrides
+    assert stage_hash("transfer", overrides) != stage_hash("transfer", [*overrides, "eps=0.1"])
+
+
 def test_scale_full_adds_its_overrides_and_shipped_studies_load():
     from robustbench_cli.studies.spec import available
 

@@ -65,7 +65,7 @@ def load_target(cfg, overrides: list[str], defense: str | None = None) -> Target
     if "model" in explicit and explicit["model"] != trained:
         raise UserError(f"checkpoint {ckpt} holds model {trained}, not {explicit['model']} "
                         f"(drop model= or pass model={trained})")
-    dataset_cfg = _dataset_config(cfg, meta, explicit, overrides)
+    dataset_cfg = dataset_config(cfg, meta, explicit, overrides)
     data = RobustDataModule(dataset_cfg, data_dir=cfg.paths.data_dir, seed=cfg.seed)
     check_fits(meta["info"], data.info.to_dict(), f"checkpoint {ckpt}")
     test_set = data.test_dataset()
@@ -75,7 +75,7 @@ def load_target(cfg, overrides: list[str], defense: str | None = None) -> Target
     return Target(model, test_set, meta, ckpt, dataset_cfg, cfg.seed)
 
 
-def _dataset_config(cfg, meta: dict, explicit: dict, overrides: list[str]):
+def dataset_config(cfg, meta: dict, explicit: dict, overrides: list[str]):
     """The config's dataset if the user chose one, else the checkpoint's (with the user's
     dataset.* overrides on top); a null root falls back to the one trained on."""
     if "dataset" in explicit:

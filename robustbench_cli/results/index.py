@@ -60,6 +60,9 @@ def connect(db_path, create=True) -> sqlite3.Connection:
     return conn
 
 
+INDEXED_COMMANDS = ("eval", "detect")
+
+
 def find_run_dirs(root) -> list[Path]:
     """Run folders at or below `root`: those with results.json next to a run.json (a failed
     multirun job has error.json instead; a training run metrics.json)."""
@@ -122,6 +125,8 @@ def _ingest_run(conn, run_dir: Path, known: dict) -> int | None:
     if key in known and known[key]["stamp"] == stamp:
         return None
     rows, record, digest = _read_run(run_dir)
+    if record.get("command", "eval") not in INDEXED_COMMANDS:  # e.g. a transfer matrix's rows
+        return None
     finished = (run_dir / RUN_JSON).stat().st_mtime
     if key in known and known[key]["results_sha256"] == digest:  # touched, not changed
         conn.execute("UPDATE runs SET stamp = ?, finished = ? WHERE run_dir = ?", (stamp, finished, key))
