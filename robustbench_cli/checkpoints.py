@@ -14,17 +14,10 @@ from pathlib import Path
 import torch
 
 from robustbench_cli.errors import UserError
+from robustbench_cli.provenance import file_sha256  # noqa: F401 - checkpoints.file_sha256 for callers
 
 META_KEY = "robust"
 MODEL_PREFIX = "model."  # the classifier's attribute name inside the LightningModule
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_sha256(state_dict: dict) -> str:

@@ -1,5 +1,7 @@
-"""What a run records about itself so its results can be traced: code revision, config."""
+"""What a run records about itself so its results can be traced: code revision, config,
+file hashes. No torch: studies hash checkpoints before anything heavy loads."""
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -17,6 +19,14 @@ def git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return f"robustbench_cli {robustbench_cli.__version__}"
     return commit + ("+dirty" if dirty else "")
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_run_record(run_dir, cfg, record: dict) -> None:

@@ -17,8 +17,9 @@ FORBIDDEN = {
     "reporting": ("torch", "robustbench_cli.attacks", "robustbench_cli.evaluation",
                   "robustbench_cli.models", "pytorch_lightning"),
     # studies and the results index only run commands and read the run folders they write
-    "studies": ("robustbench_cli.attacks", "robustbench_cli.evaluation", "robustbench_cli.defenses",
-                "robustbench_cli.lit", "robustbench_cli.models", "pytorch_lightning"),
+    # (studies consult defenses/registry.py, which imports nothing heavy)
+    "studies": ("robustbench_cli.attacks", "robustbench_cli.evaluation", "robustbench_cli.defenses.hgd",
+                "robustbench_cli.lit", "robustbench_cli.models", "pytorch_lightning", "torch"),
     "results": ("torch", "robustbench_cli.attacks", "robustbench_cli.evaluation",
                 "robustbench_cli.defenses", "robustbench_cli.lit", "robustbench_cli.models"),
 }

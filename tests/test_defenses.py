@@ -241,16 +241,6 @@ def test_prune_zeroes_exactly_the_requested_fraction_and_keeps_it(tmp_path, fash
     assert pruned["epochs"] == 1 and pruned["test_accuracy"] > 0.5
 
 
-def test_prune_without_finetuning_evaluates_from_the_command(tmp_path, trained):
-    _, metrics, run_dir = trained
-    ok(robust("train", "dataset=fashion_mnist", f"dataset.root={FASHION}", *SMALL, "defense=prune",
-              f"defense.source_ckpt={checkpoint(run_dir, metrics)}", "hydra.run.dir=pruned",
-              cwd=tmp_path))
-    out = ok(robust("eval", "ckpt_path=pruned/checkpoints/best.ckpt", "attack=fgsm", "eps=0.05",
-                    "dataset.limit_test=100", "hydra.run.dir=ev", cwd=tmp_path))
-    assert "prune" in (tmp_path / "ev" / "results.json").read_text() and "fgsm" in out.stdout
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("defense", ["adv_train", "pgd_train", "noise_train", "distillation", "prune"])
 def test_defenses_train_with_ddp_cpu(tmp_path, trained, defense):

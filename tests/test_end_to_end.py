@@ -97,6 +97,7 @@ def test_load_classifier_python_api(trained):
     assert logits.shape == (3, 10)
 
 
+@pytest.mark.slow  # make test-all
 def test_ddp_cpu_training_from_the_robust_command(tmp_path, fashion_root):
     ok(robust("train", "trainer=ddp_cpu", "dataset=fashion_mnist", f"dataset.root={FASHION}",
               "dataset.limit_train=1000", "dataset.limit_test=200", "trainer.max_epochs=1",
@@ -121,6 +122,7 @@ def test_multirun_with_a_failing_job_keeps_the_others(trained):
     assert any(r.get("status") == "failed" for r in rows)
 
 
+@pytest.mark.slow  # make test-all
 def test_same_seed_and_config_give_the_same_model(tmp_path, fashion_root):
     import torch
 

@@ -315,6 +315,10 @@ def test_train_as_typed_trains_its_classifier_first_and_prune_finds_it(tmp_path)
     [prune_run] = set((tmp_path / "outputs" / "train").iterdir()) - {run}
     source = json.loads((prune_run / "metrics.json").read_text())["source_checkpoint"]
     assert source == str(run / "classifier" / classifier["checkpoint"])
+    # the pruned classifier evaluates from the command, its rows naming the defense
+    ok(robust("eval", f"ckpt_path={prune_run}/checkpoints/best.ckpt", "defense=prune", "attack=fgsm",
+              "eps=0.05", "dataset.limit_test=100", "sanity=false", "hydra.run.dir=ev", cwd=tmp_path))
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())[0]["defense"] == "prune"
 
 
 def test_layer_analysis_shows_lgd_damping_the_top_layers(lgd, pixel, target_ckpt, tmp_path):

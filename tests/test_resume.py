@@ -6,6 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from helpers import FASHION, ROBUST, ok, robust
 
 from robustbench_cli.checkpoints import read_checkpoint
@@ -51,6 +52,7 @@ def test_sigkill_then_resume_in_the_same_run_folder_continues_epochs_and_steps(t
     assert again.returncode == 2 and "has finished" in again.stderr
 
 
+@pytest.mark.slow  # make test-all
 def test_sigterm_stops_cleanly_and_resume_finds_the_interrupted_run(tmp_path, fashion_root):
     process = start(tmp_path)
     wait_for("outputs/train/*/checkpoints/last.ckpt", tmp_path, process)

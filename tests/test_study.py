@@ -172,3 +172,26 @@ def test_bad_study_command_lines_exit_2_with_one_line(tmp_path):
         assert result.returncode == 2, args
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("robust study: error: ")
+
+
+def test_a_stage_must_name_the_checkpoints_it_starts_from():
+    from robustbench_cli.studies.stages import stage_hash
+
+    for command, overrides, key in (("eval", ["attack=fgsm"], "ckpt_path"),
+                                    ("detect", [], "ckpt_path"),
+                                    ("train", ["defense=hgd"], "defense.target_ckpt"),
+                                    ("train", ["defense=prune"], "defense.source_ckpt")):
+        with pytest.raises(UserError, match=f"needs {key}="):
+            stage_hash(command, overrides)
+    assert stage_hash("train", ["defense=prune", "defense.source_ckpt=/runs/a.ckpt"])
+
+
+def test_a_table_naming_a_field_its_rows_lack_is_an_error(tmp_path):
+    from robustbench_cli.studies.tables import pivot
+
+    table = load_study(write_study(tmp_path)).tables["fgsm"]
+    rows = [{"attack": "fgsm", "series": "fgsm", "eps": 0.1, "accuracy": 0.5}]
+    assert pivot(table, rows).cells == {("fgsm", "0.1"): 0.5}
+    table.value = "acuracy"
+    with pytest.raises(UserError, match="have no field acuracy"):
+        pivot(table, rows)

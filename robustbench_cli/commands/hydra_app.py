@@ -31,7 +31,7 @@ def one_line(error: BaseException) -> str:
     return " ".join(kept)
 
 
-def _is_multirun() -> bool:
+def is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -51,7 +51,7 @@ def run(command: str, config_name: str, task: Callable) -> int:
 
     @hydra.main(version_base=None, config_path=CONFIG_PATH, config_name=config_name)
     def app(cfg) -> None:
-        if not _is_multirun():
+        if not is_multirun():
             try:
                 task(cfg)
             except UserError as error:

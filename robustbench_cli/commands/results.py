@@ -5,6 +5,9 @@ Not a Hydra app: a query is a handful of KEY=VALUE words, and it must answer fas
 
 import sys
 
+from robustbench_cli.checks import flag
+from robustbench_cli.errors import UserError
+
 USAGE = """usage: robust results [FILTER=VALUE...] [rows=F[,F]] [cols=F[,F]] [value=MEASURE]
                       [format=md|csv|json] [dedup=false] [checks=true] [root=DIR] [db=PATH]
        robust results ingest DIR... [db=PATH]
@@ -31,16 +34,6 @@ examples:
 OPTIONS = ("db", "root", "rows", "cols", "value", "format", "dedup", "checks")
 
 
-class BadInput(Exception):
-    pass
-
-
-def _flag(key, text) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise BadInput(f"{key}={text}: expected true or false")
-    return text.lower() == "true"
-
-
 def parse(args) -> tuple[list[str], dict]:
     """(positional words, {key: value}); a repeated or unknown key is an error."""
     from robustbench_cli.results.fields import FIELDS
@@ -52,10 +45,10 @@ def parse(args) -> tuple[list[str], dict]:
             continue
         key, value = arg.split("=", 1)
         if key not in OPTIONS and key not in FIELDS:
-            raise BadInput(f"unknown key '{key}' (options: {', '.join(OPTIONS)}; "
+            raise UserError(f"unknown key '{key}' (options: {', '.join(OPTIONS)}; "
                            f"filters: {', '.join(FIELDS)})")
         if key in options:
-            raise BadInput(f"{key} given twice (several values: {key}=A,B)")
+            raise UserError(f"{key} given twice (several values: {key}=A,B)")
         options[key] = value
     return words, options
 
@@ -67,11 +60,11 @@ def ingest_command(dirs, options) -> int:
 
     unknown = set(options) - {"db"}
     if unknown or not dirs:
-        raise BadInput("usage: robust results ingest DIR... [db=PATH]"
+        raise UserError("usage: robust results ingest DIR... [db=PATH]"
                        + (f" ({', '.join(sorted(unknown))} not accepted here)" if unknown else ""))
     for folder in map(Path, dirs):
         if not folder.is_dir():
-            raise BadInput(f"not a folder: {folder}")
+            raise UserError(f"not a folder: {folder}")
     db = Path(options.get("db", "outputs/results.sqlite"))
     print(f"{ingest_report(db, dirs).summary()} into {db}")
     return 0
@@ -86,12 +79,12 @@ def query_command(words, options) -> int:
     from robustbench_cli.results.query import check_measure, default_measure, select
 
     if words:
-        raise BadInput(f"unexpected argument '{words[0]}' (filters are KEY=VALUE; see --help)")
+        raise UserError(f"unexpected argument '{words[0]}' (filters are KEY=VALUE; see --help)")
     fmt = options.get("format")
     if fmt is not None and fmt not in render.FORMATS:
-        raise BadInput(f"format={fmt}: choose from {', '.join(render.FORMATS)}")
-    dedup = _flag("dedup", options.get("dedup", "true"))
-    checks = _flag("checks", options.get("checks", "false"))
+        raise UserError(f"format={fmt}: choose from {', '.join(render.FORMATS)}")
+    dedup = flag("dedup", options.get("dedup", "true"))
+    checks = flag("checks", options.get("checks", "false"))
     rows, cols = ([f for f in options.get(key, "").split(",") if f] for key in ("rows", "cols"))
     check_fields(rows, cols)
     root = Path(options.get("root", "outputs"))
@@ -101,7 +94,7 @@ def query_command(words, options) -> int:
         if report.rows or report.dropped:
             print(f"results index {db}: {report.summary()} under {root}", file=sys.stderr)
     elif not db.is_file():
-        raise BadInput(f"no results index at {db} and no folder {root} to ingest "
+        raise UserError(f"no results index at {db} and no folder {root} to ingest "
                        f"(run robust eval first, or give root=DIR / db=PATH)")
     filters = {key: value for key, value in options.items() if key not in OPTIONS}
     conn = connect(db, create=False)
@@ -149,8 +142,6 @@ def _show(fmt, table) -> int:
 def main() -> int:
     import sqlite3
 
-    from robustbench_cli.errors import UserError
-
     args = sys.argv[1:]
     if any(arg in ("-h", "--help", "help") for arg in args[:1]) or "--help" in args or "-h" in args:
         from robustbench_cli.results.fields import FIELDS
@@ -163,7 +154,7 @@ def main() -> int:
             return ingest_command(words, options)
         words, options = parse(args)
         return query_command(words, options)
-    except (BadInput, UserError, sqlite3.Error, OSError) as error:
+    except (UserError, sqlite3.Error, OSError) as error:
         print(f"robust results: error: {error}", file=sys.stderr)
         return 2
 

@@ -62,14 +62,16 @@ def main() -> int:
     from robustbench_cli.errors import UserError
     from robustbench_cli.studies.run import run_study
     from robustbench_cli.studies.spec import load_study
+    from robustbench_cli.studies.stages import StageFailed
 
     try:
         name, settings = parse(args)
         study = load_study(name, settings["scale"], settings["overrides"])
         run_study(study, settings["tables"], Path(settings["output_dir"]), settings["dry_run"])
-    except UserError as error:
-        print(f"robust study: error: {error}", file=sys.stderr)
-        return 1 if type(error).__name__ == "StageFailed" else 2
+    except (UserError, OSError, ValueError) as error:  # OSError: an unwritable output_dir
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"robust study: error: {message}", file=sys.stderr)
+        return 1 if isinstance(error, StageFailed) else 2
     return 0
 
 

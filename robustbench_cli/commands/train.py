@@ -76,8 +76,8 @@ def train(cfg, run_dir=None) -> dict:
     run_dir = Path(run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     chosen = defense(cfg.defense.name)
-    if chosen.input_classifier and not cfg.defense.get(chosen.input_classifier):
-        cfg.defense[chosen.input_classifier] = str(input_classifier(cfg, run_dir, chosen.input_classifier))
+    if chosen.classifier_key and not cfg.defense.get(chosen.classifier_key):
+        cfg.defense[chosen.classifier_key] = str(input_classifier(cfg, run_dir, chosen.classifier_key))
     if chosen.wraps:  # not a classifier recipe: a model before a trained one
         from robustbench_cli.defenses.hgd.training import train_denoiser
 
@@ -111,15 +111,22 @@ CLASSIFIER_STAGE = "classifier"  # the run's subfolder where a needed classifier
 
 
 def input_classifier(cfg, run_dir, key: str) -> Path:
-    """The classifier checkpoint a defense starts from when defense.KEY is empty: the one this
-    run trained before (an interrupted run's), else the newest undefended classifier of this
-    model and dataset under paths.output_dir, else one trained now into RUN/classifier/ (with
-    its own metrics.json, so later runs find it like any `robust train` run)."""
+    """The classifier checkpoint a defense starts from when defense.KEY is empty: the one the
+    continued checkpoint records (a resumed run keeps its classifier), the one this run trained
+    before, else the newest undefended classifier of this model and dataset among the
+    `robust train` runs under paths.output_dir, else one trained now into RUN/classifier/
+    (with its own metrics.json, so later runs find it like any `robust train` run)."""
     import json
 
-    from robustbench_cli.checkpoints import newest_train_checkpoint
+    from robustbench_cli.checkpoints import newest_train_checkpoint, read_checkpoint
     from robustbench_cli.errors import UserError
 
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    continued = cfg.ckpt_path or (last if cfg.get("resume") and last.is_file() else None)
+    recorded = continued and read_checkpoint(continued)["robust"].get("defense", {}).get(key)
+    if recorded:
+        print(f"defense.{key}: the classifier {continued} was trained with: {recorded}")
+        return Path(recorded)
     stage_dir = Path(run_dir) / CLASSIFIER_STAGE
     if (stage_dir / "metrics.json").is_file():
         path = stage_dir / json.loads((stage_dir / "metrics.json").read_text())["checkpoint"]

@@ -115,18 +115,18 @@ def _distillation_plan(defense, cfg, student, model_cfg, data, run_dir, fit_stag
     epochs = positive_int("defense.teacher_epochs", defense.get("teacher_epochs") or cfg.trainer.max_epochs)
     identity = _teacher_identity(cfg, model_cfg, temperature, epochs)
     extra = {"temperature": temperature}
-    kept = Path(teacher_dir or run_dir) / "teacher"
-    if not (kept / TEACHER_RECORD).is_file():
-        kept = _earlier_teacher(cfg, identity)
+    reused = Path(teacher_dir or run_dir) / "teacher"  # a resumed run's own, else an earlier run's
+    if not (reused / TEACHER_RECORD).is_file():
+        reused = None if defense.get("teacher_ckpt") else _earlier_teacher(cfg, identity)
     if defense.get("teacher_ckpt"):
         path = Path(defense["teacher_ckpt"])
         teacher = _teacher(path, "defense.teacher_ckpt", temperature, data)
-    elif kept is not None:
-        recorded = json.loads((kept / TEACHER_RECORD).read_text())
-        path = kept / recorded["checkpoint"]
+    elif reused is not None:
+        recorded = json.loads((reused / TEACHER_RECORD).read_text())
+        path = reused / recorded["checkpoint"]
         print(f"distillation: reusing the teacher {path} (same model, data, seed, optimizer, "
               f"epochs and T={temperature:g})")
-        teacher = _teacher(path, f"the kept teacher {kept}", temperature, data)
+        teacher = _teacher(path, f"the kept teacher {reused}", temperature, data)
         extra["teacher_test_accuracy"] = recorded["test_accuracy"]
     else:
         teacher_model = build_model(model_cfg, data.info)
@@ -156,7 +156,9 @@ def _teacher_identity(cfg, model_cfg: dict, temperature: float, epochs: int) -> 
     dataset = {k: v for k, v in recorded_dataset_config(cfg.dataset).items()
                if k not in ("num_workers", "download")}
     identity = {"model": model_cfg, "dataset": dataset, "seed": cfg.seed, "epochs": epochs,
-                "temperature": temperature, "optim": OmegaConf.to_container(cfg.optim, resolve=True)}
+                "temperature": temperature, "optim": OmegaConf.to_container(cfg.optim, resolve=True),
+                "trainer": {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
+                            if k != "max_epochs"}}  # the teacher's epochs are `epochs`
     return json.loads(json.dumps(identity))  # as it reads back from teacher.json
 
 

@@ -29,7 +29,7 @@ class Defense:
     # The defense key naming the trained classifier it starts from (hgd: the one its denoiser
     # guards; prune: the one it prunes). Left empty, `robust train` uses the newest undefended
     # classifier of the same model and dataset, or trains one first.
-    input_classifier: str | None = None
+    classifier_key: str | None = None
 
     @property
     def trained_with(self) -> str | None:
@@ -54,8 +54,8 @@ _DEFENSES = {
     "pgd_train": Defense("pgd_train"),
     "distillation": Defense("distillation"),
     "noise_train": Defense("noise_train"),
-    "prune": Defense("prune", input_classifier="source_ckpt"),
-    "hgd": Defense("hgd", wraps=True, view="hgd.evaluation:hgd_view", input_classifier="target_ckpt"),
+    "prune": Defense("prune", classifier_key="source_ckpt"),
+    "hgd": Defense("hgd", wraps=True, view="hgd.evaluation:hgd_view", classifier_key="target_ckpt"),
 }
 DEFENSE_NAMES = tuple(_DEFENSES)
 

@@ -21,9 +21,9 @@ from robustbench_cli.reporting.formatting import (
     markdown_table,
 )
 from robustbench_cli.reporting.rows import eps_key, series_name
+from robustbench_cli.reporting.run_files import RESULTS_JSON
 from robustbench_cli.reporting.transfer_plot import plot_transfer
 
-RESULTS_JSON = "results.json"
 TRANSFER_PNG = "transfer.png"
 RATES = {  # file stem -> (row key, heading, what the number is)
     "transfer_rate": ("transfer_rate", "Transfer rate",

@@ -12,11 +12,11 @@ def index_run(cfg, run_dir) -> None:
 
     A failure (a locked or unwritable index) only warns: the run's own files are written.
     """
-    from robustbench_cli.commands.hydra_app import _is_multirun
+    from robustbench_cli.commands.hydra_app import is_multirun
     from robustbench_cli.results.index import ingest
 
     settings = cfg.get("results")
-    if not settings or not settings.get("index") or _is_multirun():
+    if not settings or not settings.get("index") or is_multirun():
         return
     try:
         added = ingest(settings.db, [run_dir])

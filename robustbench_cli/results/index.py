@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from robustbench_cli.reporting.run_files import RESULTS_JSON
 from robustbench_cli.results.fields import FIELDS, identity_key, row_fields, row_kind
 
 SCHEMA_VERSION = 1  # another version in a file: the index is rebuilt from the run folders
-RESULTS_JSON, RUN_JSON = "results.json", "run.json"
+RUN_JSON = "run.json"
 MEASURE_COLUMNS = ("accuracy", "ci_low", "ci_high")  # the rest: json_extract(row_json, '$.key')
 FIELD_TYPES = {"eps": "REAL", "n": "INTEGER", "seed": "INTEGER"}
 
@@ -170,14 +171,14 @@ class IngestReport:
 def ingest_report(db_path, dirs, on_warning=warn) -> IngestReport:
     """Add the run folders at or below each of `dirs` to the index at `db_path`."""
     report = IngestReport()
+    scans = [(root, find_run_dirs(root)) for root in map(Path, dirs)]  # before the lock: slow on big trees
     conn = connect(db_path)
     try:
         # IMMEDIATE: take the write lock first (waiting for another writer), so two runs
         # indexing at once queue up instead of failing on a lock upgrade.
         conn.execute("BEGIN IMMEDIATE")
         known = {row["run_dir"]: dict(row) for row in conn.execute("SELECT * FROM runs")}
-        for root in map(Path, dirs):
-            run_dirs = find_run_dirs(root)
+        for root, run_dirs in scans:
             for run_dir in run_dirs:
                 try:
                     added = _ingest_run(conn, run_dir, known)

@@ -5,6 +5,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from robustbench_cli.checks import non_negative_int, number
 from robustbench_cli.errors import UserError
 from robustbench_cli.reporting.rows import eps_key
 from robustbench_cli.results.fields import FIELDS, INTEGER_FIELDS, JSON_FIELDS, canonical_json
@@ -24,13 +25,8 @@ class Record:
 
 
 def _number(key, text, kind):
-    try:
-        if kind is float and "/" in text:  # eps=8/255
-            top, bottom = text.split("/")
-            return float(top) / float(bottom)
-        return kind(text)
-    except (ValueError, ZeroDivisionError):
-        raise UserError(f"{key}={text}: not a number") from None
+    """eps=0.1 or 8/255; seed=3, n=500."""
+    return number(key, text) if kind is float else non_negative_int(key, text)
 
 
 def filter_condition(key: str, text: str) -> tuple[str, list]:

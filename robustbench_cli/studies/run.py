@@ -19,6 +19,7 @@ from robustbench_cli.studies.stages import (
     fill_references,
     is_finished,
     outputs,
+    recorded_revision,
     run_stage,
     stage_folder,
 )
@@ -56,7 +57,10 @@ def run_study(study: Study, table_ids: list[str] | None, output_dir: Path, dry_r
                 raise UserError(f"study {study.name}: stage {stage.name}: {error}") from None
             if is_finished(stage.command, stage_dir):
                 outcome = Outcome(stage, stage_dir, "cached", overrides=overrides)
-                print(f"stage {stage.name} ({stage.command}): cached in {stage_dir}")
+                ran_with = recorded_revision(stage_dir)
+                print(f"stage {stage.name} ({stage.command}): cached in {stage_dir}"
+                      + (f" (ran at revision {ran_with})" if ran_with and ran_with != record["git_revision"]
+                         else ""))
             elif dry_run:
                 outcomes[stage.name] = Outcome(stage, stage_dir, "planned", overrides=overrides)
                 print(f"stage {stage.name} ({stage.command}): would "

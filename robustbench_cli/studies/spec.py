@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from robustbench_cli.checks import flag
 from robustbench_cli.errors import UserError
 
 COMMANDS = ("train", "eval", "detect", "transfer")  # what a stage can run
@@ -117,7 +119,7 @@ def load_study(name: str, scale: str = "small", overrides: list[str] = ()) -> St
         raise UserError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except (OmegaConfBaseException, OSError, ValueError) as error:
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f"cannot read study {path}: {first}") from None
     if not isinstance(raw, dict):
@@ -207,7 +209,8 @@ def _table(label, tid, spec, stages) -> Table:
     return Table(id=str(tid), title=str(spec.get("title") or tid), stages=used, rows=spec["rows"],
                  cols=[c.strip() for c in spec["cols"].split(",")], value=spec["value"],
                  where=_mapping(label, f"{where}.where", spec.get("where")), paper=paper,
-                 percent=bool(spec.get("percent", True)), digits=digits, note=str(spec.get("note") or ""))
+                 percent=flag(f"{where}.percent", spec.get("percent", True)), digits=digits,
+                 note=str(spec.get("note") or ""))
 
 
 def _common(label, where, value) -> dict[str, list[str]]:

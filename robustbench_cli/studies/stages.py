@@ -23,6 +23,9 @@ from robustbench_cli.studies.spec import REFERENCE, Stage
 FINISHED = {"train": "metrics.json", "eval": "run.json", "detect": "run.json", "transfer": "run.json"}
 STAGE_RECORD = "stage.json"
 UNHASHED = ("progress", "resume", "results")  # config keys that do not change what a stage computes
+# A stage must name the checkpoints it starts from: one a command picks at run time (the
+# newest under paths.output_dir) would not be part of its hash.
+PINNED = {"eval": "ckpt_path", "detect": "ckpt_path"}
 HASH_CHARS = 12
 
 
@@ -63,7 +66,8 @@ def fill_references(stage: Stage, done: dict[str, dict]) -> list[str]:
 
 
 def stage_hash(command: str, overrides: list[str]) -> str:
-    """The hash that names a stage's folder (see the module docstring)."""
+    """The hash that names a stage's folder (see the module docstring). Files are hashed by
+    content, not path, so moving the outputs folder keeps every stage cached."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -77,17 +81,48 @@ def stage_hash(command: str, overrides: list[str]) -> str:
         config = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         raise UserError(one_line(error)) from None
+    _check_pinned(command, config)
     for key in UNHASHED:
         config.pop(key, None)
     config.get("paths", {}).pop("output_dir", None)
-    identity = {"command": command, "config": config, "inputs": input_hashes(overrides)}
+    config.get("dataset", {}).pop("num_workers", None)
+    identity = {"command": command, "config": _by_content(config, input_hashes(overrides))}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _check_pinned(command: str, config: dict) -> None:
+    from robustbench_cli.defenses.registry import defense
+
+    key = PINNED.get(command)
+    if command == "train":
+        classifier_key = defense(config["defense"]["name"]).classifier_key
+        key = classifier_key and f"defense.{classifier_key}"
+    if key and not _get(config, key):
+        raise UserError(f"{command} needs {key}=${{stages.NAME.ckpt}} (or a path): a checkpoint "
+                        "picked at run time (the newest) cannot be cached")
+
+
+def _get(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def _by_content(value, hashes: dict[str, str]):
+    """`value` with every path of a hashed file replaced by its SHA-256 (lists too)."""
+    if isinstance(value, dict):
+        return {k: _by_content(v, hashes) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_by_content(v, hashes) for v in value]
+    if isinstance(value, str) and value and Path(value).is_file():
+        return f"sha256:{hashes.get(str(Path(value).resolve()), value)}"
+    return value
+
+
 def input_hashes(overrides: list[str]) -> dict[str, str]:
     """SHA-256 of every existing file an override names (checkpoints, lists of them)."""
-    from robustbench_cli.checkpoints import file_sha256
+    from robustbench_cli.provenance import file_sha256
 
     hashes = {}
     for override in overrides:
@@ -114,8 +149,25 @@ def resume_overrides(command: str, folder: Path, overrides: list[str]) -> list[s
 
 
 def run_stage(stage: Stage, overrides: list[str], folder: Path, output_dir: Path) -> Outcome:
-    """Run (or resume) the stage's command into `folder`; a failure stops the study."""
-    resume = resume_overrides(stage.command, folder, overrides) if folder.is_dir() else None
+    """Run (or resume) the stage's command into `folder`, holding its lock (two studies sharing
+    a stage never run it at once); a failure stops the study."""
+    import fcntl
+
+    from robustbench_cli.provenance import git_revision
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"stage {stage.name} is running in another process ({folder})") from None
+        if is_finished(stage.command, folder):  # the other process finished it meanwhile
+            return Outcome(stage, folder, "cached", overrides=overrides)
+        return _run_locked(stage, overrides, folder, output_dir, git_revision())
+
+
+def _run_locked(stage: Stage, overrides: list[str], folder: Path, output_dir: Path, revision) -> Outcome:
+    resume = resume_overrides(stage.command, folder, overrides)
     command = [sys.executable, "-m", "robustbench_cli.cli", stage.command, *overrides,
                *(resume or []), f"hydra.run.dir={folder}", f"paths.output_dir={output_dir}"]
     status = "resumed" if resume else "ran"
@@ -129,8 +181,8 @@ def run_stage(stage: Stage, overrides: list[str], folder: Path, output_dir: Path
         raise StageFailed(Outcome(stage, folder, "failed", seconds, overrides),
                           f"stage {stage.name} failed (exit {code}); its log: {log}")
     outcome = Outcome(stage, folder, status, seconds, overrides)
-    record = {**outcome.record(), "stage": stage.name, "inputs": input_hashes(overrides),
-              "outputs": outputs(outcome)}
+    record = {**outcome.record(), "stage": stage.name, "git_revision": revision,
+              "inputs": input_hashes(overrides), "outputs": outputs(outcome)}
     from robustbench_cli.reporting import atomic_write_text
 
     atomic_write_text(folder / STAGE_RECORD, json.dumps(record, indent=2) + "\n")
@@ -143,5 +195,13 @@ class StageFailed(UserError):
         self.outcome = outcome
 
 
-def stage_folder(study_dir: Path, stage: Stage, overrides: list[str]) -> Path:
-    return study_dir / f"{stage.name}-{stage_hash(stage.command, overrides)[:HASH_CHARS]}"
+def stage_folder(study_out: Path, stage: Stage, overrides: list[str]) -> Path:
+    return study_out / f"{stage.name}-{stage_hash(stage.command, overrides)[:HASH_CHARS]}"
+
+
+def recorded_revision(folder: Path) -> str | None:
+    """The code revision a finished stage ran with (its stage.json), if recorded."""
+    try:
+        return json.loads((folder / STAGE_RECORD).read_text()).get("git_revision")
+    except (OSError, ValueError):
+        return None

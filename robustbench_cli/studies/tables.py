@@ -63,6 +63,11 @@ def pivot(table: Table, rows: list[dict]) -> Pivot:
     that tell them apart."""
     cells, sources = {}, {}
     row_keys, col_keys = [], []
+    present = {key for row in rows for key in row}
+    missing = [f for f in (table.value, table.rows, *table.cols, *table.where) if f not in present]
+    if rows and missing:
+        raise UserError(f"table {table.id}: its stages' rows have no field {', '.join(missing)} "
+                        f"(they have: {', '.join(sorted(present))})")
     for row in (r for r in rows if _matches(r, table.where)):
         if table.value not in row or table.rows not in row or any(c not in row for c in table.cols):
             continue
