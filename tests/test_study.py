@@ -38,6 +38,12 @@ STUDY = textwrap.dedent(f"""
         value: accuracy
         where: {{attack: fgsm}}
         paper: {{fgsm: {{0.1: 20.5}}}}
+        effect: FGSM lowers accuracy
+        expect:
+          - {{more: [fgsm, 0], than: [fgsm, 1/10], says: accuracy falls under FGSM}}
+          - {{more: [fgsm, 0.1], than: [fgsm, 0], says: a check that fails}}
+          - {{more: [fgsm, 0.3], than: [fgsm, 0], says: a cell not measured}}
+        plot: true
     """)
 
 
@@ -66,7 +72,7 @@ def test_a_study_runs_its_tables_stages_reuses_them_and_resumes(tmp_path):
     assert statuses(tmp_path) == {"classifier": "ran"}
     [classifier] = folders(tmp_path)[:1]
     # the whole study: the classifier is reused, the eval runs; tables beside the paper's numbers
-    ok(robust("study", study, cwd=tmp_path))
+    ok(robust("study", study, "report_dir=published", cwd=tmp_path))
     assert statuses(tmp_path) == {"classifier": "cached", "attacked": "ran"}
     attacked = stage_record(tmp_path)["stages"]["attacked"]["dir"]
     rows = json.loads((tmp_path / attacked / "results.json").read_text())
@@ -75,6 +81,11 @@ def test_a_study_runs_its_tables_stages_reuses_them_and_resumes(tmp_path):
     assert f"| fgsm | {100 * rows[0]['accuracy']:.1f} / - | {100 * at_01['accuracy']:.1f} / 20.5 |" in table
     report = (tmp_path / "outputs" / "studies" / "two_stages" / "report.md").read_text()
     assert "## clean: Clean accuracy" in report and "## fgsm: FGSM" in report
+    assert "- accuracy falls under FGSM: reproduced (" in report
+    assert "- a check that fails: NOT reproduced (" in report
+    assert "- a cell not measured: not measured: no cell (fgsm; 0.3)" in report
+    assert (tmp_path / "published" / "report.md").read_text() == report
+    assert (tmp_path / "published" / "tables" / "fgsm.png").stat().st_size > 0
     before = folders(tmp_path)
     checkpoint = tmp_path / "outputs" / "studies" / "two_stages" / classifier / "checkpoints" / "best.ckpt"
     stamp = checkpoint.stat().st_mtime_ns

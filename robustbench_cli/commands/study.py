@@ -3,7 +3,7 @@
 import sys
 
 USAGE = """usage: robust study NAME [tables=[ID,...]] [scale=small|full] [output_dir=DIR]
-                          [dry_run=true] [OVERRIDE...]
+                          [dry_run=true] [report_dir=DIR] [OVERRIDE...]
 
 Runs the staged study experiments/studies/NAME.yaml (or a study file given by its path):
 each stage is a `robust` command in a folder of its own under OUTPUT_DIR/studies/NAME/,
@@ -14,12 +14,13 @@ interrupted. Then writes the study's tables (tables/ID.md, .csv) and report.md t
   scale=full        the document's own setting (for GPU hosts); default small
   output_dir=DIR    default outputs
   dry_run=true      show which stages would run, are cached or would resume
+  report_dir=DIR    also copy report.md and tables/ there (docs/results/NAME)
   OVERRIDE          a dotted key (dataset.root=DIR, dataset.limit_test=500) or seed=/device=:
                     added to every stage, so each command must know it
 
 studies: {studies}"""
 
-KEYS = ("tables", "scale", "output_dir", "dry_run")
+KEYS = ("tables", "scale", "output_dir", "dry_run", "report_dir")
 SHARED_KEYS = ("seed", "device")  # undotted keys every command has
 
 
@@ -29,7 +30,7 @@ def parse(args: list[str]) -> tuple[str, dict]:
     from robustbench_cli.errors import UserError
 
     name, settings = args[0], {"tables": None, "scale": "small", "output_dir": "outputs",
-                                "dry_run": False, "overrides": []}
+                                "dry_run": False, "overrides": [], "report_dir": None}
     for arg in args[1:]:
         key, equals, value = arg.partition("=")
         if equals and ("." in key or key in SHARED_KEYS):
@@ -67,7 +68,8 @@ def main() -> int:
     try:
         name, settings = parse(args)
         study = load_study(name, settings["scale"], settings["overrides"])
-        run_study(study, settings["tables"], Path(settings["output_dir"]), settings["dry_run"])
+        run_study(study, settings["tables"], Path(settings["output_dir"]), settings["dry_run"],
+                  settings["report_dir"] and Path(settings["report_dir"]))
     except (UserError, OSError, ValueError) as error:  # OSError: an unwritable output_dir
         message = (str(error).strip().splitlines() or [type(error).__name__])[0]
         print(f"robust study: error: {message}", file=sys.stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from robustbench_cli.errors import UserError
 from robustbench_cli.reporting import atomic_write_text
+from robustbench_cli.studies.plots import plot_table
 from robustbench_cli.studies.spec import Study
 from robustbench_cli.studies.stages import (
     Outcome,
@@ -23,7 +24,7 @@ from robustbench_cli.studies.stages import (
     run_stage,
     stage_folder,
 )
-from robustbench_cli.studies.tables import pivot, stage_rows, table_csv, table_markdown
+from robustbench_cli.studies.tables import pivot, stage_rows, table_csv, table_markdown, verdicts
 
 RECORD = "study.json"
 REPORT = "report.md"
@@ -34,8 +35,10 @@ def study_folder(study: Study, output_dir: Path) -> Path:
     return Path(output_dir).resolve() / "studies" / f"{study.name}{suffix}"
 
 
-def run_study(study: Study, table_ids: list[str] | None, output_dir: Path, dry_run: bool = False) -> dict:
-    """Run (or, dry_run, only plan) the stages; returns the study record."""
+def run_study(study: Study, table_ids: list[str] | None, output_dir: Path, dry_run: bool = False,
+              report_dir: Path | None = None) -> dict:
+    """Run (or, dry_run, only plan) the stages; returns the study record. report_dir: where
+    report.md and tables/ are copied too (docs/results/NAME for the published reports)."""
     from robustbench_cli.provenance import git_revision
 
     folder = study_folder(study, output_dir)
@@ -79,7 +82,20 @@ def run_study(study: Study, table_ids: list[str] | None, output_dir: Path, dry_r
     if dry_run:
         return {**record, "status": "planned", "stages": {n: o.record() for n, o in outcomes.items()}}
     write_tables(study, folder, outcomes, table_ids)
+    if report_dir is not None:
+        _copy_report(folder, Path(report_dir))
     return _write_record(folder, record, outcomes, status="finished")
+
+
+def _copy_report(folder: Path, report_dir: Path) -> None:
+    """report.md and tables/ (md, csv, png) into report_dir, replacing what was there."""
+    import shutil
+
+    (report_dir / "tables").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(folder / REPORT, report_dir / REPORT)
+    for path in (folder / "tables").iterdir():
+        shutil.copy2(path, report_dir / "tables" / path.name)
+    print(f"report copied to {report_dir / REPORT}")
 
 
 def _write_record(folder: Path, record: dict, outcomes: dict, status: str = "running") -> dict:
@@ -101,16 +117,36 @@ def write_tables(study: Study, folder: Path, outcomes: dict[str, Outcome], table
                for name in table.stages):
             continue
         rows = [row for name in table.stages for row in stage_rows(name, outcomes[name].dir)]
-        result = pivot(table, rows)
+        try:
+            result = pivot(table, rows)
+        except UserError as error:
+            raise UserError(f"study {study.name}: {error}") from None
         markdown = table_markdown(table, result)
         atomic_write_text(folder / "tables" / f"{table.id}.md", f"# {table.title}\n\n{markdown}")
         atomic_write_text(folder / "tables" / f"{table.id}.csv", table_csv(table, result))
-        stages = ", ".join(f"`{name}`: {outcomes[name].dir.name}" for name in table.stages)
-        sections.append(f"## {table.id}: {table.title}\n\n{table.note + chr(10) * 2 if table.note else ''}"
-                        f"{markdown}\nStages: {stages}.\n")
+        figure = table.plot and plot_table(table, result, folder / "tables" / f"{table.id}.png")
+        sections.append(_section(table, result, markdown, figure, outcomes))
         print(f"\n{table.title}\n{markdown}")
     atomic_write_text(folder / REPORT, _report_head(study, table_ids) + "\n".join(sections))
     print(f"study {study.name}: report in {folder / REPORT}")
+
+
+def _section(table, result, markdown: str, figure: bool, outcomes) -> str:
+    """A table's part of report.md: what the document found, ours beside its numbers, whether
+    each of its effects shows in ours, the figure and the stages it came from."""
+    lines = [f"## {table.id}: {table.title}", ""]
+    if table.effect:
+        lines += [f"Document's effect: {table.effect.strip()}", ""]
+    if table.note:
+        lines += [table.note.strip(), ""]
+    lines += [markdown]
+    found = verdicts(table, result)
+    if found:
+        lines += ["Effect checks (ours):", "", *[f"- {says}: {outcome}" for says, outcome in found], ""]
+    if figure:
+        lines += [f"![{table.title}](tables/{table.id}.png)", ""]
+    stages = ", ".join(f"`{name}` ({outcomes[name].dir.name})" for name in table.stages)
+    return "\n".join([*lines, f"Stages: {stages}.", ""])
 
 
 def _report_head(study: Study, table_ids) -> str:

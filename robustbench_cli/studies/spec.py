@@ -24,7 +24,9 @@ REFERENCE = re.compile(r"\$\{stages\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
 SCALES = ("small", "full")
 STUDY_KEYS = {"title", "document", "description", "common", "stages", "tables", "scales"}
 STAGE_KEYS = {"command", "overrides", "note"}
-TABLE_KEYS = {"title", "stages", "rows", "cols", "value", "where", "paper", "percent", "note", "digits"}
+TABLE_KEYS = {"title", "stages", "rows", "cols", "value", "where", "paper", "percent", "note", "digits",
+              "effect", "expect", "plot"}
+EXPECT_KEYS = {"more", "than", "says"}
 SCALE_KEYS = {"common", "stages", "stand_ins", "note"}
 
 
@@ -42,6 +44,16 @@ class Stage:
 
 
 @dataclass
+class Expect:
+    """The direction of one of the document's effects, checked on our cells: the cell `more`
+    (row key, column key) should exceed the cell `than`."""
+
+    more: tuple[str, str]
+    than: tuple[str, str]
+    says: str
+
+
+@dataclass
 class Table:
     id: str
     title: str
@@ -54,6 +66,9 @@ class Table:
     percent: bool = True  # show values (and read `paper`) as percentages
     digits: int = 1
     note: str = ""
+    effect: str = ""  # the document's effect, in words
+    expect: list[Expect] = field(default_factory=list)
+    plot: bool = False  # a PNG of the table's curves (its columns on the x axis)
 
 
 @dataclass
@@ -206,11 +221,31 @@ def _table(label, tid, spec, stages) -> Table:
     digits = spec.get("digits", 1)
     if not isinstance(digits, int) or isinstance(digits, bool) or not 0 <= digits <= 6:
         raise UserError(f"study {label}: {where}.digits must be an integer 0..6, got {digits!r}")
+    cols = [c.strip() for c in spec["cols"].split(",")]
     return Table(id=str(tid), title=str(spec.get("title") or tid), stages=used, rows=spec["rows"],
-                 cols=[c.strip() for c in spec["cols"].split(",")], value=spec["value"],
+                 cols=cols, value=spec["value"], effect=str(spec.get("effect") or ""),
+                 expect=[_expect(label, f"{where}.expect", entry, len(cols))
+                         for entry in _list(label, f"{where}.expect", spec.get("expect"))],
+                 plot=flag(f"{where}.plot", spec.get("plot", False)),
                  where=_mapping(label, f"{where}.where", spec.get("where")), paper=paper,
                  percent=flag(f"{where}.percent", spec.get("percent", True)), digits=digits,
                  note=str(spec.get("note") or ""))
+
+
+def _expect(label, where, entry, n_cols: int) -> Expect:
+    """{more: [ROW, COL...], than: [ROW, COL...], says: TEXT}: one column value per `cols` field."""
+    entry = _mapping(label, where, entry)
+    _known_keys(label, where, entry, EXPECT_KEYS)
+    cells = []
+    for side in ("more", "than"):
+        cell = entry.get(side)
+        if not isinstance(cell, list) or len(cell) != 1 + n_cols:
+            raise UserError(f"study {label}: {where}.{side} must be [ROW, COL] (one value per cols "
+                            f"field), got {cell!r}")
+        cells.append((cell[0], cell[1] if n_cols == 1 else ",".join(map(str, cell[1:]))))
+    if not entry.get("says"):
+        raise UserError(f"study {label}: {where}.says: say what the check shows")
+    return Expect(cells[0], cells[1], str(entry["says"]))
 
 
 def _common(label, where, value) -> dict[str, list[str]]:

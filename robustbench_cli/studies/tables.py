@@ -56,6 +56,7 @@ class Pivot:
     row_keys: list[str]
     col_keys: list[str]
     cells: dict  # (row key, col key) -> value
+    sources: dict  # (row key, col key) -> the row it came from (its interval, its stage)
 
 
 def pivot(table: Table, rows: list[dict]) -> Pivot:
@@ -88,7 +89,7 @@ def pivot(table: Table, rows: list[dict]) -> Pivot:
         row_keys += [r] if r not in row_keys else []
         for c in map(partial(_paper_column, table), by_col):
             col_keys += [c] if c not in col_keys else []
-    return Pivot(row_keys, _sorted(col_keys), cells)
+    return Pivot(row_keys, _sorted(col_keys), cells, sources)
 
 
 def _sorted(keys: list[str]) -> list[str]:
@@ -113,6 +114,38 @@ def paper_value(table: Table, r: str, c: str):
                 if _paper_column(table, col) == c:
                     return value
     return None
+
+
+def verdicts(table: Table, result: Pivot) -> list[tuple[str, str]]:
+    """(what the document says, whether our cells show it) for each `expect` check: reproduced
+    when the `more` cell exceeds the `than` cell; "within the 95% intervals" when both rows
+    carry intervals that overlap (the direction may be noise)."""
+    found = []
+    for check in table.expect:
+        keys = [(key_text(row), _paper_column(table, col)) for row, col in (check.more, check.than)]
+        values = [result.cells.get(key) for key in keys]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+            missing = " and ".join(f"({r}; {c})" for (r, c), v in zip(keys, values) if v is None)
+            found.append((check.says, f"not measured: no cell {missing or 'with a number'}"))
+            continue
+        outcome = "reproduced" if values[0] > values[1] else "NOT reproduced"
+        shown = [_shown(table, v) for v in values]
+        outcome += f" ({shown[0]} vs {shown[1]}"
+        intervals = [_interval(result.sources[key], table.value) for key in keys]
+        if None not in intervals:
+            (low_a, high_a), (low_b, high_b) = intervals
+            if low_a <= high_b and low_b <= high_a:
+                outcome += "; within the 95% intervals"
+        found.append((check.says, outcome + ")"))
+    return found
+
+
+def _interval(row: dict, value: str):
+    """The row's 95% interval of `value`: ci_low/ci_high (accuracy), top5_ci_* (top5),
+    transfer_ci_* and error_ci_* (transfer and error rates); None when it has none."""
+    prefix = {"accuracy": "", "transfer_rate": "transfer_", "error_rate": "error_"}.get(value, f"{value}_")
+    low, high = row.get(f"{prefix}ci_low"), row.get(f"{prefix}ci_high")
+    return None if low is None or high is None else (low, high)
 
 
 def _shown(table: Table, value) -> str:
