@@ -22,7 +22,7 @@ COMMANDS = ("train", "eval", "detect", "transfer")  # what a stage can run
 OUTPUTS = ("ckpt", "dir")  # what a later stage can use: ${stages.NAME.ckpt}, ${stages.NAME.dir}
 REFERENCE = re.compile(r"\$\{stages\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
 SCALES = ("small", "full")
-STUDY_KEYS = {"title", "document", "description", "common", "stages", "tables", "scales"}
+STUDY_KEYS = {"title", "document", "description", "shared", "common", "stages", "tables", "scales"}
 STAGE_KEYS = {"command", "overrides", "note"}
 TABLE_KEYS = {"title", "stages", "rows", "cols", "value", "where", "paper", "percent", "note", "digits",
               "effect", "expect", "plot"}
@@ -274,8 +274,10 @@ def _list(label, where, value) -> list:
 
 
 def _strings(label, where, value) -> list[str]:
-    """A list of command-line overrides; YAML may have typed some (eps=0.1 stays a string)."""
-    items = _list(label, where, value)
+    """A list of command-line overrides; YAML may have typed some (eps=0.1 stays a string). A
+    list inside the list (a YAML alias of a shared list, *name) is spliced in."""
+    items = [part for item in _list(label, where, value)
+             for part in (item if isinstance(item, list) else [item])]
     if any(isinstance(item, (dict, list)) for item in items):
         raise UserError(f"study {label}: {where}: each item is one override like key=value, "
                         "quoted when it holds [ ] or { }")
