@@ -30,13 +30,17 @@ def file_sha256(path) -> str:
 
 
 def write_run_record(run_dir, cfg, record: dict) -> None:
-    """run.json in `run_dir`: `record` (identity and results summary), the code revision and
-    the resolved config, written atomically."""
+    """run.json in `run_dir`: the command that wrote it (the results index reads only eval's
+    and detect's), `record` (identity and results summary), the code revision and the
+    resolved config, written atomically."""
     import json
 
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from robustbench_cli.reporting import atomic_write_text
 
-    full = {**record, "git_revision": git_revision(), "config": OmegaConf.to_container(cfg, resolve=True)}
+    command = HydraConfig.get().job.name if HydraConfig.initialized() else None
+    full = {"command": command, **record, "git_revision": git_revision(),
+            "config": OmegaConf.to_container(cfg, resolve=True)}
     atomic_write_text(Path(run_dir) / "run.json", json.dumps(full, indent=2, default=str) + "\n")

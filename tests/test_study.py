@@ -191,10 +191,14 @@ def test_a_stage_must_name_the_checkpoints_it_starts_from():
     for command, overrides, key in (("eval", ["attack=fgsm"], "ckpt_path"),
                                     ("detect", [], "ckpt_path"),
                                     ("train", ["defense=hgd"], "defense.target_ckpt"),
-                                    ("train", ["defense=prune"], "defense.source_ckpt")):
+                                    ("train", ["defense=prune"], "defense.source_ckpt"),
+                                    ("analyze gradients", [], "ckpt_path")):
         with pytest.raises(UserError, match=f"needs {key}="):
             stage_hash(command, overrides)
     assert stage_hash("train", ["defense=prune", "defense.source_ckpt=/runs/a.ckpt"])
+    # an analysis is its own command: `analyze gradients` and `analyze layers` differ
+    assert stage_hash("analyze gradients", ["ckpt_path=/runs/a.ckpt"]) != stage_hash(
+        "analyze layers", ["ckpt_path=/runs/a.ckpt"])
 
 
 def test_a_table_naming_a_field_its_rows_lack_is_an_error(tmp_path):

@@ -1,11 +1,14 @@
 """`robust analyze layers`: how a perturbation grows along a classifier's layers, for
-adversarial, Gaussian-noise and denoised inputs (Liao et al. 2018, Figure 5)."""
+adversarial, Gaussian-noise and denoised inputs (Liao et al. 2018, Figure 5).
+`robust analyze gradients`: how large a classifier's input gradients are (what defensive
+distillation shrinks, Papernot et al. 2016)."""
 
 import sys
 
-ANALYSES = ("layers",)
+ANALYSES = ("layers", "gradients")
 USAGE = ("usage: robust analyze layers ckpt_path=CLASSIFIER [defense.ckpt=[DENOISER,...]] "
-         "[attack=fgsm] [eps=8/255] [dataset.limit_test=N]")
+         "[attack=fgsm] [eps=8/255] [dataset.limit_test=N]\n"
+         "       robust analyze gradients ckpt_path=CLASSIFIER [dataset.limit_test=N]")
 
 
 def _denoiser_labels(metas: list[dict]) -> list[str]:
@@ -67,11 +70,45 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     return {"layers": layers, "levels": levels}
 
 
+def analyze_gradients(cfg, overrides: list[str], run_dir) -> list[dict]:
+    """One row of input-gradient amplitudes (evaluation/gradients.py) in results.json."""
+    import json
+    from pathlib import Path
+
+    from robustbench_cli.checks import non_negative_int, positive_int
+    from robustbench_cli.defenses import trained_temperature
+    from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
+    from robustbench_cli.evaluation.gradients import gradient_amplitudes
+    from robustbench_cli.evaluation.runner import resolve_device
+    from robustbench_cli.evaluation.target import load_target
+    from robustbench_cli.provenance import write_run_record
+    from robustbench_cli.reporting import atomic_write_text
+
+    non_negative_int("seed", cfg.seed)
+    positive_int("batch_size", cfg.batch_size)
+    refuse_denoiser(cfg.ckpt_path, "ckpt_path")
+    target = load_target(cfg, overrides)
+    amplitudes = gradient_amplitudes(target.model, target.test_set, cfg.batch_size,
+                                     resolve_device(cfg.device))
+    row = {**amplitudes, **target.identity(), "temperature": trained_temperature(target.meta)}
+    run_dir = Path(run_dir)
+    atomic_write_text(run_dir / "results.json", json.dumps([row], indent=2) + "\n")
+    write_run_record(run_dir, cfg, target.identity())
+    print(f"input gradients of {target.meta['model']['name']} (trained at T={row['temperature']}) on "
+          f"{amplitudes['n']} points: mean |d loss/dx| {amplitudes['loss_grad_mean_abs']:.3e}, "
+          f"mean |d p_y/dx| {amplitudes['prob_grad_mean_abs']:.3e}, median L1 of d loss/dx "
+          f"{amplitudes['loss_grad_median_l1']:.3e}, zero loss gradient on "
+          f"{100 * amplitudes['zero_grad_fraction']:.1f}% of points")
+    print(f"results in {run_dir}")
+    return [row]
+
+
 def analyze(cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     hydra = HydraConfig.get()
-    return analyze_layers(cfg, list(hydra.overrides.task), hydra.runtime.output_dir)
+    chosen = analyze_gradients if cfg.analysis == "gradients" else analyze_layers
+    return chosen(cfg, list(hydra.overrides.task), hydra.runtime.output_dir)
 
 
 def main() -> int:
@@ -85,7 +122,7 @@ def main() -> int:
         print(f"robust analyze: error: name the analysis ({', '.join(ANALYSES)}); {USAGE}",
               file=sys.stderr)
         return 2
-    sys.argv = [sys.argv[0], *args[1:]]
+    sys.argv = [sys.argv[0], *args[1:], f"analysis={args[0]}"]
     return run("analyze", "analyze", analyze)
 
 

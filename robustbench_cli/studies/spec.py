@@ -18,7 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 from robustbench_cli.checks import flag
 from robustbench_cli.errors import UserError
 
-COMMANDS = ("train", "eval", "detect", "transfer")  # what a stage can run
+# what a stage can run: `robust COMMAND` (an analysis names its word too)
+COMMANDS = ("train", "eval", "detect", "transfer", "analyze layers", "analyze gradients")
 OUTPUTS = ("ckpt", "dir")  # what a later stage can use: ${stages.NAME.ckpt}, ${stages.NAME.dir}
 REFERENCE = re.compile(r"\$\{stages\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
 SCALES = ("small", "full")

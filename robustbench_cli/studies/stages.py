@@ -20,12 +20,13 @@ from pathlib import Path
 from robustbench_cli.errors import UserError
 from robustbench_cli.studies.spec import REFERENCE, Stage
 
-FINISHED = {"train": "metrics.json", "eval": "run.json", "detect": "run.json", "transfer": "run.json"}
+FINISHED = {"train": "metrics.json"}  # every other command's last file is run.json
 STAGE_RECORD = "stage.json"
 UNHASHED = ("progress", "resume", "results")  # config keys that do not change what a stage computes
 # A stage must name the checkpoints it starts from: one a command picks at run time (the
 # newest under paths.output_dir) would not be part of its hash.
-PINNED = {"eval": "ckpt_path", "detect": "ckpt_path"}
+PINNED = {"eval": "ckpt_path", "detect": "ckpt_path", "analyze layers": "ckpt_path",
+          "analyze gradients": "ckpt_path"}
 HASH_CHARS = 12
 
 
@@ -65,6 +66,13 @@ def fill_references(stage: Stage, done: dict[str, dict]) -> list[str]:
     return [REFERENCE.sub(value, override) for override in stage.overrides]
 
 
+def command_words(command: str) -> tuple[str, list[str]]:
+    """(config name, the overrides the command adds): `analyze gradients` composes the analyze
+    config with analysis=gradients."""
+    name, *rest = command.split()
+    return name, [f"analysis={rest[0]}"] if rest else []
+
+
 def stage_hash(command: str, overrides: list[str]) -> str:
     """The hash that names a stage's folder (see the module docstring). Files are hashed by
     content, not path, so moving the outputs folder keeps every stage cached."""
@@ -76,8 +84,9 @@ def stage_hash(command: str, overrides: list[str]) -> str:
     from robustbench_cli.commands.hydra_app import one_line
 
     try:
+        config_name, implied = command_words(command)
         with initialize_config_module("robustbench_cli.conf", version_base=None):
-            cfg = compose(command, overrides=overrides)
+            cfg = compose(config_name, overrides=[*overrides, *implied])
         config = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         raise UserError(one_line(error)) from None
@@ -135,7 +144,7 @@ def input_hashes(overrides: list[str]) -> dict[str, str]:
 
 
 def is_finished(command: str, folder: Path) -> bool:
-    return (folder / FINISHED[command]).is_file()
+    return (folder / FINISHED.get(command, "run.json")).is_file()
 
 
 def resume_overrides(command: str, folder: Path, overrides: list[str]) -> list[str] | None:
@@ -168,7 +177,7 @@ def run_stage(stage: Stage, overrides: list[str], folder: Path, output_dir: Path
 
 def _run_locked(stage: Stage, overrides: list[str], folder: Path, output_dir: Path, revision) -> Outcome:
     resume = resume_overrides(stage.command, folder, overrides)
-    command = [sys.executable, "-m", "robustbench_cli.cli", stage.command, *overrides,
+    command = [sys.executable, "-m", "robustbench_cli.cli", *stage.command.split(), *overrides,
                *(resume or []), f"hydra.run.dir={folder}", f"paths.output_dir={output_dir}"]
     status = "resumed" if resume else "ran"
     print(f"stage {stage.name} ({stage.command}): {'resuming' if resume else 'running'} in {folder}",
@@ -177,7 +186,7 @@ def _run_locked(stage: Stage, overrides: list[str], folder: Path, output_dir: Pa
     code = subprocess.run(command).returncode
     seconds = time.perf_counter() - started
     if code != 0 or not is_finished(stage.command, folder):
-        log = folder / f"{stage.command}.log"
+        log = folder / f"{stage.command.split()[0]}.log"
         raise StageFailed(Outcome(stage, folder, "failed", seconds, overrides),
                           f"stage {stage.name} failed (exit {code}); its log: {log}")
     outcome = Outcome(stage, folder, status, seconds, overrides)

@@ -152,7 +152,9 @@ def _shown(table: Table, value) -> str:
     if value is None:
         return "-"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value * (100 if table.percent else 1):.{table.digits}f}"
+        if table.percent:
+            return f"{100 * value:.{table.digits}f}"
+        return f"{value:.{table.digits + 2}g}"  # significant digits: gradients of 1e-20 stay readable
     return str(value)
 
 

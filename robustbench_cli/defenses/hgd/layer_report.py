@@ -5,12 +5,14 @@ kind) and layers.png (E_l over the layer index, log scale).
 """
 
 import io
+import json
 from pathlib import Path
 
 from rich.table import Table
 
 from robustbench_cli.reporting.atomic import atomic_write_bytes, atomic_write_text
 from robustbench_cli.reporting.formatting import csv_text, markdown_table
+from robustbench_cli.reporting.run_files import RESULTS_JSON
 
 
 def _cells(layers: list[str], levels: dict[str, list[float]]):
@@ -41,6 +43,10 @@ def write_layer_report(run_dir, layers, levels, title: str) -> None:
     atomic_write_text(run_dir / "layers.md", f"# {title}\n\nE_l = |f_l(x') - f_l(x)|_1 / |f_l(x)|_1, "
                       "mean over the test images\n\n" + markdown_table(headers, body, numeric))
     atomic_write_bytes(run_dir / "layers.png", _plot(layers, levels, title))
+    # long rows (one per layer and input kind) for a study table: rows kind, cols index
+    rows = [{"index": index + 1, "layer": name, "kind": kind, "level": levels[kind][index]}
+            for kind in levels for index, name in enumerate(layers)]
+    atomic_write_text(run_dir / RESULTS_JSON, json.dumps(rows, indent=2) + "\n")
 
 
 def _plot(layers, levels, title: str) -> bytes:
