@@ -162,6 +162,11 @@ def test_a_transfer_stage_uses_train_stages_and_is_hashed_by_its_config(tmp_path
     overrides = fill_references(stage, {"classifier": {"ckpt": "/runs/a.ckpt", "dir": "/runs"}})
     assert "sources=[/runs/a.ckpt]" in overrides
     assert stage_hash("transfer", overrides) != stage_hash("transfer", [*overrides, "eps=0.1"])
+    # a list of attacks composes into one merged node: each attack still counts
+    eval_stage = ["ckpt_path=/runs/a.ckpt", "eps=0.1"]
+    hashes = {stage_hash("eval", [*eval_stage, attack]) for attack in
+              ("attack=bim", "attack=[fgsm,bim]", "attack=[step_ll,iter_ll,bim]", "attack=[bim,fgsm]")}
+    assert len(hashes) == 4
 
 
 def test_scale_full_adds_its_overrides_and_shipped_studies_load():

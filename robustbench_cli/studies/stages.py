@@ -88,6 +88,10 @@ def stage_hash(command: str, overrides: list[str]) -> str:
         with initialize_config_module("robustbench_cli.conf", version_base=None):
             cfg = compose(config_name, overrides=[*overrides, *implied])
         config = OmegaConf.to_container(cfg, resolve=True)
+        if "attack" in config:  # attack=[a,b] composes into one merged node: hash each attack's own
+            from robustbench_cli.config import attack_configs
+
+            config["attack"] = attack_configs(cfg, [*overrides, *implied])
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         raise UserError(one_line(error)) from None
     _check_pinned(command, config)
