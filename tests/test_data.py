@@ -245,3 +245,22 @@ def test_dataset_info_from_dictconfig_round_trips_through_json():
     assert info.input_shape == (3, 32, 32) and info.num_classes == 10
     rebuilt = DatasetInfo(**json.loads(json.dumps(info.to_dict())))
     assert rebuilt == info and isinstance(rebuilt.mean, tuple)
+
+
+def test_class_splits_keep_only_the_named_classes(fashion_root):
+    """Liao et al.'s unseen-class split: train on some classes, test on the others."""
+    data = RobustDataModule({"name": "fashion_mnist", "root": str(fashion_root), "limit_train": 700,
+                             "train_classes": [6, 0, 1, 2, 3, 4, 5], "test_classes": [7, 8, 9],
+                             "limit_test": 90, "val_fraction": 0}, data_dir="data")
+    train_labels = [int(y) for _, y in data._fit_splits()[0]]
+    test_labels = [int(y) for _, y in data.test_dataset()]
+    assert sorted(set(train_labels)) == list(range(7)) and len(train_labels) == 700
+    assert all(train_labels.count(c) == 100 for c in range(7))  # still class-balanced
+    assert sorted(set(test_labels)) == [7, 8, 9] and len(test_labels) == 90
+    assert data.info.num_classes == 10  # the model keeps every output
+    with pytest.raises(UserError, match=r"dataset.test_classes has class 12, the data has 10"):
+        RobustDataModule({"name": "fashion_mnist", "root": str(fashion_root), "test_classes": [12]},
+                         data_dir="data").test_dataset()
+    with pytest.raises(UserError, match="non-empty list of class indices"):
+        RobustDataModule({"name": "fashion_mnist", "root": str(fashion_root), "train_classes": []},
+                         data_dir="data")

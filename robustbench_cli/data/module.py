@@ -11,6 +11,7 @@ from robustbench_cli.data.info import DatasetInfo, info_for
 from robustbench_cli.data.settings import parse_settings
 from robustbench_cli.data.splits import download_if_wanted, load_split
 from robustbench_cli.data.subsets import class_balanced_indices, hold_out, labels_of
+from robustbench_cli.errors import UserError
 
 
 class RobustDataModule(pl.LightningDataModule):
@@ -43,7 +44,8 @@ class RobustDataModule(pl.LightningDataModule):
         """The test split cut to `limit_test`, without augmentation: what evaluation runs on."""
         if self._test is None:
             dataset = load_split(self.settings, self.info, "test")
-            indices = self._limited_indices(dataset, self.settings.limit_test, "limit_test")
+            indices = self._limited_indices(dataset, self.settings.limit_test, "limit_test",
+                                            self.settings.test_classes)
             self._test = Subset(dataset, indices)
         return self._test
 
@@ -67,7 +69,8 @@ class RobustDataModule(pl.LightningDataModule):
     def _fit_splits(self) -> tuple[Dataset, Dataset | None]:
         if self._fit_datasets is None:
             dataset = load_split(self.settings, self.info, "train")
-            limited = self._limited_indices(dataset, self.settings.limit_train, "limit_train")
+            limited = self._limited_indices(dataset, self.settings.limit_train, "limit_train",
+                                            self.settings.train_classes)
             train_indices, val_indices = hold_out(limited, self.settings.val_fraction, self.seed)
             train: Dataset = Subset(dataset, train_indices)
             if self.settings.augment:
@@ -76,11 +79,22 @@ class RobustDataModule(pl.LightningDataModule):
             self._fit_datasets = (train, val)
         return self._fit_datasets
 
-    @staticmethod
-    def _limited_indices(dataset: Dataset, limit: int | None, what: str) -> list[int]:
-        if limit is None:
+    def _limited_indices(self, dataset: Dataset, limit: int | None, what: str, classes) -> list[int]:
+        """The split's items of `classes` (all when None), cut to a class-balanced `limit`."""
+        if limit is None and classes is None:
             return list(range(len(dataset)))
-        return class_balanced_indices(labels_of(dataset), limit, f"dataset.{what}")
+        labels = labels_of(dataset)
+        indices = list(range(len(labels)))
+        if classes is not None:
+            key = f"dataset.{what.split('_')[1]}_classes"  # limit_test -> dataset.test_classes
+            if max(classes) >= self.info.num_classes:
+                raise UserError(f"{key} has class {max(classes)}, the data has {self.info.num_classes}")
+            wanted = set(classes)
+            indices = [i for i in indices if labels[i] in wanted]
+        if limit is None:
+            return indices
+        picked = class_balanced_indices([labels[i] for i in indices], limit, f"dataset.{what}")
+        return [indices[p] for p in picked]
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         workers = self.settings.num_workers

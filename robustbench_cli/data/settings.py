@@ -36,6 +36,8 @@ class DatasetSettings:
     download: bool
     limit_train: int | None
     limit_test: int | None
+    train_classes: tuple[int, ...] | None  # keep only these labels (the model keeps every output)
+    test_classes: tuple[int, ...] | None
     val_fraction: float
     batch_size: int
     num_workers: int
@@ -73,6 +75,8 @@ def parse_settings(cfg, data_dir: str) -> DatasetSettings:
         download=flag("dataset.download", values.get("download", False)),
         limit_train=_optional_positive_int(values, "limit_train"),
         limit_test=_optional_positive_int(values, "limit_test"),
+        train_classes=_classes(values, "train_classes"),
+        test_classes=_classes(values, "test_classes"),
         val_fraction=val_fraction(values.get("val_fraction", 0.0)),
         batch_size=positive_int("dataset.batch_size", values.get("batch_size", 128)),
         num_workers=non_negative_int("dataset.num_workers", values.get("num_workers", 0)),
@@ -108,6 +112,18 @@ def _root(name: str, root, data_dir: str) -> tuple[Path, bool]:
     if not isinstance(root, str) or not root:
         raise UserError(f"dataset.root must be a folder path, got {root!r}")
     return Path(root).expanduser().absolute(), True
+
+
+def _classes(values: dict, key: str) -> tuple[int, ...] | None:
+    """A list of class indices (null: every class), e.g. Liao et al.'s unseen-class split:
+    train_classes=[0,1,2,3,4,5,6] test_classes=[7,8,9]."""
+    chosen = values.get(key)
+    if chosen is None:
+        return None
+    if not isinstance(chosen, (list, tuple)) or not chosen:
+        raise UserError(f"dataset.{key} must be a non-empty list of class indices like [0,1,2], "
+                        f"got {chosen!r}")
+    return tuple(sorted({non_negative_int(f"dataset.{key}", c) for c in chosen}))
 
 
 def _optional_positive_int(values: dict, key: str) -> int | None:
