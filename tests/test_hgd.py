@@ -365,3 +365,22 @@ def test_transfer_threat_crafts_on_a_holdout_model(lgd, target_ckpt, other_class
     full = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=pgd_linf")
     strongest = _accuracy(full[1].model, full[0], full[1].specs)["pgd_linf"]["accuracy"]
     assert strongest <= row["accuracy"] <= row["clean_accuracy"]
+
+
+def test_noise_gain_scales_the_predicted_noise_removal(lgd, adversarial_batch):
+    """Liao et al. Table 8's "x2" output: x + 2 (denoised - x); gain 0 leaves the input as it is."""
+    from robustbench_cli.defenses.hgd.evaluation import Denoised
+    from robustbench_cli.defenses.hgd.settings import eval_settings
+
+    _, run, metrics = lgd
+    denoiser, _ = load_denoiser(run / metrics["checkpoint"])
+    target, _, _, noisy = adversarial_batch
+    with torch.no_grad():
+        once = denoiser(noisy)
+        twice = Denoised([denoiser], target, gain=2.0).denoise(denoiser, noisy)
+        assert torch.allclose(twice, noisy + 2 * (once - noisy), atol=1e-6)
+        assert torch.equal(Denoised([denoiser], target, gain=0.0)(noisy), target(noisy))
+    cfg = compose("eval", "defense=hgd", "defense.ckpt=x.ckpt", "defense.noise_gain=2")
+    assert eval_settings(cfg).noise_gain == 2.0
+    with pytest.raises(UserError, match="defense.noise_gain must be"):
+        eval_settings(compose("eval", "defense=hgd", "defense.ckpt=x.ckpt", "defense.noise_gain=-1"))

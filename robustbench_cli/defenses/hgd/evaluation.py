@@ -22,20 +22,27 @@ from robustbench_cli.evaluation.view import EvalView
 
 
 class Denoised(nn.Module):
-    """Each denoiser, then the classifier; an ensemble averages the paths' logits."""
+    """Each denoiser, then the classifier; an ensemble averages the paths' logits. `gain`
+    scales the predicted noise removal: x + gain * (denoiser(x) - x) (Liao et al. Table 8's
+    pixel-guided denoiser "x2" is gain 2)."""
 
-    def __init__(self, denoisers, classifier: nn.Module):
+    def __init__(self, denoisers, classifier: nn.Module, gain: float = 1.0):
         super().__init__()
         self.denoisers = nn.ModuleList(denoisers)
         self.classifier = classifier
+        self.gain = gain
+
+    def denoise(self, denoiser, x):
+        out = denoiser(x)
+        return out if self.gain == 1 else x + self.gain * (out - x)
 
     def forward(self, x):
-        return torch.stack([self.classifier(denoiser(x)) for denoiser in self.denoisers]).mean(0)
+        return torch.stack([self.classifier(self.denoise(d, x)) for d in self.denoisers]).mean(0)
 
     def denoise_l1(self, noisy, clean) -> torch.Tensor:
         """Per example: mean |denoised - clean|, averaged over the denoisers."""
-        return torch.stack([(denoiser(noisy) - clean).abs().flatten(1).mean(1)
-                            for denoiser in self.denoisers]).mean(0)
+        return torch.stack([(self.denoise(d, noisy) - clean).abs().flatten(1).mean(1)
+                            for d in self.denoisers]).mean(0)
 
 
 class Oblivious(nn.Module):
@@ -128,7 +135,7 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
         records.append({"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path),
                         "denoiser": meta["denoiser"]["name"], "guide": meta["guide"]["name"],
                         "guided_classifier_sha256": meta["target"]["sha256"]})
-    defended = Denoised(denoisers, target.model).eval()
+    defended = Denoised(denoisers, target.model, settings.noise_gain).eval()
     model = defended
     if threat == "oblivious":
         model = Oblivious(defended)
@@ -140,6 +147,7 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
                         "attack=transfer attack.source_ckpt=HOLDOUT attack.source_attack=ATTACK")
     classifier_defense = dict(target.meta.get("defense", {"name": "none"}))
     identity = {"defense": "hgd", "threat": threat,
-                "defense_params": {"denoisers": records, "classifier_defense": classifier_defense}}
+                "defense_params": {"denoisers": records, "classifier_defense": classifier_defense,
+                                   "noise_gain": settings.noise_gain}}
     return HGDView(model, specs, identity, defended, target.test_set, cfg.batch_size, cfg.device,
                    settings.denoise_loss)

@@ -3,7 +3,16 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustbench_cli.checks import checkpoint_paths, choice, flag, number, optional, plain, positive_int
+from robustbench_cli.checks import (
+    checkpoint_paths,
+    choice,
+    flag,
+    non_negative_number,
+    number,
+    optional,
+    plain,
+    positive_int,
+)
 from robustbench_cli.defenses.hgd import THREATS
 from robustbench_cli.errors import UserError
 
@@ -30,6 +39,7 @@ class EvalSettings:
     ckpts: list[Path]
     threat: str
     denoise_loss: bool
+    noise_gain: float
 
 
 def train_settings(cfg) -> TrainSettings:
@@ -91,4 +101,5 @@ def eval_settings(cfg) -> EvalSettings:
         raise UserError("defense=hgd needs defense.ckpt=PATH: a denoiser checkpoint from "
                         "`robust train defense=hgd` (or a list [a,b] for an ensemble)")
     return EvalSettings(ckpts=checkpoint_paths("defense.ckpt", defense.ckpt), threat=threat,
-                        denoise_loss=flag("defense.denoise_loss", defense.denoise_loss))
+                        denoise_loss=flag("defense.denoise_loss", defense.denoise_loss),
+                        noise_gain=non_negative_number("defense.noise_gain", defense.get("noise_gain", 1.0)))
