@@ -99,7 +99,7 @@ def stage_hash(command: str, overrides: list[str]) -> str:
         config.pop(key, None)
     config.get("paths", {}).pop("output_dir", None)
     config.get("dataset", {}).pop("num_workers", None)
-    identity = {"command": command, "config": _by_content(config, input_hashes(overrides))}
+    identity = {"command": command, "config": _by_content(_without_nulls(config), input_hashes(overrides))}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -120,6 +120,16 @@ def _get(config: dict, dotted: str):
     for part in dotted.split("."):
         config = config.get(part) if isinstance(config, dict) else None
     return config
+
+
+def _without_nulls(value):
+    """The config without its null keys: a key added to the tool with a null default (a feature
+    left off) must not change the hash of every stage that ran before it existed."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _by_content(value, hashes: dict[str, str]):

@@ -158,12 +158,24 @@ def _shown(table: Table, value) -> str:
     return str(value)
 
 
+def _eps_text(field: str, key: str) -> str:
+    """An eps that is a whole number of 255ths reads as one (16/255, not 0.0627451)."""
+    if field != "eps":
+        return key
+    try:
+        levels = float(key) * 255
+    except ValueError:
+        return key
+    return f"{round(levels)}/255" if levels and abs(levels - round(levels)) < 1e-4 else key
+
+
 def table_markdown(table: Table, result: Pivot) -> str:
     has_paper = bool(table.paper)
-    headers = [table.rows, *result.col_keys]
+    col_field = table.cols[0] if len(table.cols) == 1 else ""
+    headers = [table.rows, *(_eps_text(col_field, c) for c in result.col_keys)]
     body = []
     for r in result.row_keys:
-        line = [r]
+        line = [_eps_text(table.rows, r)]
         for c in result.col_keys:
             ours = _shown(table, result.cells.get((r, c)))
             if has_paper:
