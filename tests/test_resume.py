@@ -85,6 +85,7 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
     assert len(process.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # make test-all; a study stage's eval resume is in the fast suite (test_study)
 def test_interrupted_eval_sweep_resumes_with_only_the_missing_rows(tmp_path, trained):
     _, metrics, run_dir = trained
     args = ["eval", f"ckpt_path={run_dir / metrics['checkpoint']}", "dataset.limit_test=500",
