@@ -145,8 +145,9 @@ def _section(table, result, markdown: str, figure: bool, outcomes) -> str:
         lines += ["Effect checks (ours):", "", *[f"- {says}: {outcome}" for says, outcome in found], ""]
     if figure:
         lines += [f"![{table.title}](tables/{table.id}.png)", ""]
-    stages = ", ".join(f"`{name}` ({outcomes[name].dir.name})" for name in table.stages)
-    return "\n".join([*lines, f"Stages: {stages}.", ""])
+    ran_at = {name: (recorded_revision(outcomes[name].dir) or "unrecorded")[:12] for name in table.stages}
+    stages = ", ".join(f"`{n}` ({outcomes[n].dir.name}, commit {ran_at[n]})" for n in table.stages)
+    return "\n".join([*lines, f"Stages (folder, the commit it ran at): {stages}.", ""])
 
 
 def _report_head(study: Study, table_ids) -> str:
@@ -159,7 +160,8 @@ def _report_head(study: Study, table_ids) -> str:
         lines += [f"Document: {study.document}", ""]
     if study.description:
         lines += [study.description.strip(), ""]
-    lines += [f"Produced by `robust study {study.name}{tables}{scale}` at commit {git_revision()}.", ""]
+    lines += [f"Tables written by `robust study {study.name}{tables}{scale}` at commit {git_revision()}; "
+              "under each table, its stages and the commit each ran at.", ""]
     if study.scale_note:
         lines += [f"Scale ({study.scale}): {study.scale_note.strip()}", ""]
     if study.stand_ins:
