@@ -24,7 +24,7 @@ OUTPUTS = ("ckpt", "dir")  # what a later stage can use: ${stages.NAME.ckpt}, ${
 REFERENCE = re.compile(r"\$\{stages\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
 SCALES = ("small", "full")
 STUDY_KEYS = {"title", "document", "description", "shared", "common", "stages", "tables", "scales"}
-STAGE_KEYS = {"command", "overrides", "note"}
+STAGE_KEYS = {"command", "overrides", "note"}  # a stage's note is for the file's reader only
 TABLE_KEYS = {"title", "stages", "rows", "cols", "value", "where", "paper", "percent", "note", "digits",
               "effect", "expect", "plot"}
 EXPECT_KEYS = {"more", "than", "says"}
@@ -36,7 +36,6 @@ class Stage:
     name: str
     command: str
     overrides: list[str]  # raw: ${stages.X.Y} references are filled in just before it runs
-    note: str = ""
 
     @property
     def needs(self) -> list[str]:
@@ -185,7 +184,7 @@ def _stages(label, specs: dict, common: dict, extra_common: dict, extra_stage: d
         if any(o.strip() in ("-m", "--multirun") for o in overrides):
             raise UserError(f"study {label}: {where} cannot be a multirun: list the values "
                             "(eps=[...], attack=[...]) or make one stage each")
-        stage = Stage(str(name), command, overrides, str(spec.get("note") or ""))
+        stage = Stage(str(name), command, overrides)
         for match in REFERENCE.finditer(" ".join(overrides)):
             used, output = match.groups()
             if used not in stages:

@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustbench_cli.errors import UserError
-from robustbench_cli.studies.spec import REFERENCE, Stage
+from robustbench_cli.studies.spec import COMMANDS, REFERENCE, Stage
 
 FINISHED = {"train": "metrics.json"}  # every other command's last file is run.json
 STAGE_RECORD = "stage.json"
 UNHASHED = ("progress", "resume", "results")  # config keys that do not change what a stage computes
 # A stage must name the checkpoints it starts from: one a command picks at run time (the
 # newest under paths.output_dir) would not be part of its hash.
-PINNED = {"eval": "ckpt_path", "detect": "ckpt_path", "analyze layers": "ckpt_path",
-          "analyze gradients": "ckpt_path"}
+PINNED = {command: "ckpt_path" for command in COMMANDS if command not in ("train", "transfer")}
 HASH_CHARS = 12
 
 
