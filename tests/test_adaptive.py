@@ -180,3 +180,17 @@ def test_eval_names_the_defense_repeats_exactly_and_train_refuses_it(trained, cl
         "robust train: error: defense=bit_depth is an eval-time defense with nothing to train: "
         "train the classifier with defense=none (or noise_train), then robust eval "
         "ckpt_path=CLASSIFIER defense=bit_depth")
+
+
+def test_every_gradient_attack_config_lists_the_adaptive_keys():
+    """So `attack.bpda=true` works as typed for each, and reaches every attack of a list."""
+    from robustbench_cli.config import load_group_option
+
+    for name in set(attacks.ATTACK_NAMES) - {"none"}:
+        cls = attacks.attack_class(name)
+        keys = set(load_group_option("attack", name))
+        if cls.uses_gradients:
+            expected = {"bpda"} if name == "torchattacks" else {"eot_samples", "bpda"}
+            assert expected <= keys, name
+        else:
+            assert not {"eot_samples", "bpda"} & keys, name

@@ -54,6 +54,16 @@ def test_the_row_counts_the_points_each_member_fooled_first(trained_mlp, fashion
     assert row["gradient_passes"] > 0 and row["queries"] > 0
 
 
+def test_reporting_top5_never_undoes_a_top1_fooling(trained_mlp, fashion_test):  # noqa: F811
+    """With top-5, misclassified points go on to the next members (to leave the top 5);
+    their top-1 outcome must stay fooled whatever a later member returns."""
+    data = TensorDataset(fashion_test[0][:200], fashion_test[1][:200])
+    spec = [AttackSpec("autoattack", {"version": "standard", **SMALL})]
+    top1 = evaluate(trained_mlp, data, spec, [0.1], top5="false", sanity=False, progress=False)[0]
+    both = evaluate(trained_mlp, data, spec, [0.1], top5="true", sanity=False, progress=False)[0]
+    assert both["accuracy"] <= top1["accuracy"] and both["top5"] < both["clean_top5"]
+
+
 @pytest.mark.parametrize("params, message", [
     ({"version": "strong"}, "version"), ({"norm": "l1"}, "norm"), ({"steps": 0}, "steps"),
     ({"target_classes": 0}, "target_classes"),

@@ -40,6 +40,22 @@ def test_minimal_curve_matches_the_sweep_within_a_point(trained_mlp, test_points
     assert passes < 0.75 * sum(r.get("gradient_passes", 0) for r in sweep)
 
 
+def test_minimal_curve_attacks_top1_points_and_never_mixes_with_sweep_rows(trained_mlp, test_points):  # noqa: F811
+    spec = [AttackSpec("pgd_linf")]
+    top1 = evaluate(trained_mlp, test_points, spec, EPS, curve="minimal", progress=False, top5="false")
+    # top5=auto on 10 classes: the bisection still attacks only the clean-correct points.
+    auto = evaluate(trained_mlp, test_points, spec, EPS, curve="minimal", progress=False, sanity=False)
+    assert [(r["accuracy"], r.get("gradient_passes")) for r in auto] == \
+        [(r["accuracy"], r.get("gradient_passes")) for r in top1]
+    # Resuming a sweep's folder with curve=minimal recomputes every row as a bisection.
+    kept = {}
+    evaluate(trained_mlp, test_points, spec, EPS, progress=False, top5="false", sanity=False,
+             on_row=lambda f: kept.update({spec[0].key(f.row["eps"]): f}))
+    resumed = evaluate(trained_mlp, test_points, spec, EPS, curve="minimal", progress=False,
+                       top5="false", sanity=False, finished=kept)
+    assert all(r.get("curve") == "minimal" for r in resumed)
+
+
 def test_minimal_curve_refuses_what_it_cannot_bisect(trained_mlp, test_points):  # noqa: F811
     with pytest.raises(UserError, match="protocol=robust"):
         evaluate(trained_mlp, test_points, [AttackSpec("pgd_linf")], EPS, curve="minimal",

@@ -11,14 +11,17 @@ few points. Versions (`version=`):
 - plus: APGD-CE and APGD-DLR with 5 restarts, FAB with 5 restarts, Square, APGD-T, FAB-T.
 - rand: APGD-CE and APGD-DLR, each gradient averaged over 20 passes (EOT), for randomized
   defenses.
+- fast (ours, not the reference's): standard without FAB-T; cheaper on a CPU.
 
-`attack.eot_samples` (any version) sets every gradient member's EOT; `attack.bpda=true`
-passes the gradients of every member straight through a non-differentiable preprocessing.
-- fast (ours, not the reference's): standard without FAB-T, which the reference also drops
-  when the other three leave it nothing to do; cheaper on a CPU.
+`attack.eot_samples` (any version; > 1 overrides rand's 20) sets every gradient member's
+EOT; `attack.bpda=true` passes the gradients of every member straight through a
+non-differentiable preprocessing.
 
-The row gets one `fooled_by_<attack>` count per member (the points it was the first to
-fool), as AutoAttack logs them, beside the members' gradient passes and queries. Every
+When the evaluation reports top-5, a misclassified point goes on to the next members until
+its true class leaves the top 5; a member's output replaces a point's only if it gets
+further, so top-1 fooling is never undone. The row gets one `fooled_by_<attack>` count per
+member (the points it was the first to misclassify), as AutoAttack logs them, beside the
+members' gradient passes and queries. Every
 member draws its randomness per point (seed, point index), so the ensemble's outcome for a
 point does not depend on the batch.
 """
@@ -70,40 +73,56 @@ class AutoAttack(Attack):
         self._members: dict[int, list] = {}  # class count -> built members
 
     def _built(self, classes: int) -> list:
-        """The members for a model with `classes` outputs: at most classes - 1 targets (and
-        none of the targeted members when there is no other class to aim at)."""
+        """The members for a model with `classes` outputs: at most classes - 1 targets, and no
+        APGD-T below 4 classes (its targeted DLR loss reads the 4 largest logits)."""
         if classes not in self._members:
             built = []
             for column, name, params in self.plan:
                 if "target_classes" in params:
-                    if classes < 4:  # targeted DLR needs 4 logits
+                    if name == "apgd" and classes < 4:
                         continue
                     params = {**params, "target_classes": min(params["target_classes"], classes - 1)}
                 if self.eot_samples > 1 and attacks.attack_class(name).uses_gradients:
-                    params = {**params, "eot_samples": self.eot_samples}  # the user's EOT wins
+                    params = {**params, "eot_samples": self.eot_samples}
                 attack = attacks.build(name, self.model, eps=self.eps, norm=self.norm,
                                        seed=self.seed, **params)
                 built.append((column, attack))
             self._members[classes] = built
         return self._members[classes]
 
-    def _still_robust(self, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _levels(self, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per point: 0 correct, 1 misclassified, 2 also out of the stopping top-k (when the
+        evaluation reports top-5, a member may push a misclassified point further)."""
         with torch.no_grad():
-            return in_top_k(self.model(x_adv), y, self.stop_top_k or 1)
+            logits = self.model(x_adv)
+        levels = (~in_top_k(logits, y, 1)).long()
+        if self._top_k > 1:
+            levels += ~in_top_k(logits, y, self._top_k)
+        return levels
+
+    @property
+    def _top_k(self) -> int:
+        return self.stop_top_k or 1
 
     def _perturb(self, x, y):
         with torch.no_grad():
             classes = self.model(x[:1]).shape[1]
+        done = 2 if self._top_k > 1 else 1
         x_adv = x.clone()
-        robust = self._still_robust(x, y).nonzero().squeeze(1)
+        levels = self._levels(x, y)
         for column, attack in self._built(classes):
-            if len(robust) == 0:
+            todo = (levels < done).nonzero().squeeze(1)
+            if len(todo) == 0:
                 break
-            attack.stop_at(self.stop_top_k or 1)
-            x_adv[robust] = attack(x[robust], y[robust], index=self.index[robust.cpu()])
+            attack.stop_at(self._top_k)
+            candidate = attack(x[todo], y[todo], index=self.index[todo.cpu()])
             for key in ("gradient_passes", "queries"):
                 self.stats[key] += attack.stats.get(key, 0)
-            survivors = self._still_robust(x_adv[robust], y[robust])
-            self.stats[f"fooled_by_{column}"] += int((~survivors).sum())
-            robust = robust[survivors]
+            reached = self._levels(candidate, y[todo])
+            # A member's output replaces the point's only if it gets further: a later member
+            # that fails (FAB returns x, Square its best-loss image) never undoes a fooling.
+            better = reached > levels[todo]
+            self.stats[f"fooled_by_{column}"] += int(((levels[todo] == 0) & (reached > 0)).sum())
+            x_adv[todo[better]] = candidate[better]
+            levels[todo[better]] = reached[better]
         return x_adv

@@ -118,6 +118,7 @@ class Square(Attack):
         # and written back as points leave.
         x_act, y_act = x[active], y[active]
         best, best_loss = x_best[active], self._objective(logits, y)[active]
+        best_fooled = logits[active].argmax(1) != y_act  # top-1: kept once found (see below)
         propose = self._linf_candidate if self.norm == "linf" else self._l2_candidate
         per_step = (3 if self.norm == "linf" else 5) + x.shape[1]
         ran = 0  # iterations so far: an active point has used 1 + ran queries
@@ -133,15 +134,19 @@ class Square(Attack):
             ran += 1
             loss = self._objective(logits, y_act)
             going_on = self._unfinished(logits, y_act)
-            # A fooling query is kept even when its loss is not lower (possible with ce).
-            kept = (loss < best_loss) | ~going_on
+            # A stopping query is kept even when its loss is not lower, and a top-1 fooling
+            # image is never traded for a correctly classified one of lower loss (possible
+            # with ce, when the point goes on: no early stop, or stopping at top-5).
+            fooled = logits.argmax(1) != y_act
+            kept = ((loss < best_loss) & (fooled | ~best_fooled)) | ~going_on
             best = torch.lerp(best, candidate, kept.to(x.dtype)[:, None, None, None])
             best_loss = torch.where(kept, loss, best_loss)
+            best_fooled = torch.where(kept, fooled, best_fooled)
             if not going_on.all():
                 done = active[~going_on]
                 x_best[done], used[done] = best[~going_on], 1 + ran
-                active, x_act, y_act, best, best_loss, draws = (
-                    t[going_on] for t in (active, x_act, y_act, best, best_loss, draws))
+                active, x_act, y_act, best, best_loss, best_fooled, draws = (
+                    t[going_on] for t in (active, x_act, y_act, best, best_loss, best_fooled, draws))
         x_best[active], used[active] = best, 1 + ran
         self.point_queries = used.cpu()
         return x_best

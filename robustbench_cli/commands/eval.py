@@ -33,7 +33,7 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.defenses.registry import defense
     from robustbench_cli.evaluation.curve import write_minimal_eps
     from robustbench_cli.evaluation.row_store import RowStore
-    from robustbench_cli.evaluation.runner import check_protocol, check_top5, evaluate
+    from robustbench_cli.evaluation.runner import check_curve, check_protocol, check_top5, evaluate
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting import print_results
@@ -43,6 +43,7 @@ def evaluate(cfg) -> list[dict]:
 
     non_negative_int("seed", cfg.seed)
     protocol, top5 = check_protocol(cfg.protocol), check_top5(cfg.top5)
+    check_curve(cfg.curve, protocol, top5)  # before any model loads
     sanity = flag("sanity", cfg.sanity)
     positive_int("batch_size", cfg.batch_size)
     eps_list = parse_eps(cfg.eps)

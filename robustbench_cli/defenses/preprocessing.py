@@ -13,6 +13,7 @@ from torch import nn
 
 from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.bpda import NonDifferentiable
+from robustbench_cli.attacks.params import uses_eot
 from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.view import EvalView
 
@@ -56,7 +57,7 @@ class BitDepth(NonDifferentiable):
 
 def input_noise_view(cfg, target, specs, overrides) -> EvalView:
     sigma = checks.in_interval("defense.sigma", cfg.defense.get("sigma"), 0, 1, low_closed=False)
-    _note_unadapted(specs, lambda params: params.get("eot_samples") in (None, 1),
+    _note_unadapted(specs, lambda name, params: not uses_eot(name, params),
                     "attack.eot_samples=K (EOT)", "each gradient follows a single noise draw")
     return _view(target, specs, InputNoise(sigma, cfg.seed), "input_noise", {"sigma": sigma})
 
@@ -65,14 +66,14 @@ def bit_depth_view(cfg, target, specs, overrides) -> EvalView:
     bits = checks.positive_int("defense.bits", cfg.defense.get("bits"))
     if bits > MAX_BITS:
         raise UserError(f"defense.bits must be at most {MAX_BITS} (8-bit images), got {bits}")
-    _note_unadapted(specs, lambda params: not params.get("bpda"), "attack.bpda=true (BPDA)",
+    _note_unadapted(specs, lambda name, params: not params.get("bpda"), "attack.bpda=true (BPDA)",
                     "the quantisation's gradient is zero almost everywhere, masking the attack")
     return _view(target, specs, BitDepth(bits), "bit_depth", {"bits": bits})
 
 
 def _note_unadapted(specs, unadapted, option: str, why: str) -> None:
     """A one-line hint naming the gradient attacks that run without the adaptive `option`."""
-    names = [spec.name for spec in specs if spec.name != "none" and unadapted(spec.params)
+    names = [spec.name for spec in specs if spec.name != "none" and unadapted(spec.name, spec.params)
              and attacks.attack_class(spec.name).uses_gradients]
     if names:
         print(f"note: {', '.join(names)} without {option}: {why}")

@@ -6,8 +6,8 @@ points a weaker one fools (an attack's success is monotone in eps, up to the noi
 random start). So each point is attacked at the middle of the eps levels still in doubt:
 fooled there, every larger level counts as fooled; robust, every smaller level counts as
 robust. About log2(E + 1) attack runs per point replace E, and each run is exactly the
-sweep's run at that eps for that point (the same attack, seeded per point), so the table
-matches the sweep's wherever the attack is monotone for a point.
+top-1 sweep's run (`top5=false`) at that eps for that point (the same attack, seeded per
+point), so the table matches that sweep's wherever the attack is monotone for a point.
 
 Each row's `seconds` and attack counters are those of the runs made at its eps. Top-1 only:
 the top-5 criterion would need its own bisection. The per-point minimal fooling eps (the
@@ -36,6 +36,7 @@ def bisect_rows(model, loader, spec, eps_list: list[float], clean, device, advan
     from robustbench_cli.evaluation.runner import Finished
 
     levels = sorted(eps_list)
+    clean = replace(clean, with_top5=False)  # top-1: attack the clean-correct points only
     attack_at = {}  # level -> the attack at that eps, built when first needed
     # Per point, the bracket (highest level survived, lowest level fooled): -1 and len(levels)
     # while unknown. A point is decided once the two are adjacent.
@@ -73,20 +74,16 @@ def bisect_rows(model, loader, spec, eps_list: list[float], clean, device, advan
                 low[rows[~wrong]] = level
         survived[points], fooled[points] = low, high
         advance()
-    top1 = replace(clean, with_top5=False)
     named = next(iter(attack_at.values()), None) or attacks.build(spec.name, model, eps=levels[-1],
                                                                   **spec.params)
     finished = {}
     for level, eps in enumerate(levels):
         correct = clean.correct.clone()
         correct[clean.attacked] = fooled[clean.attacked] > level
-        correct, _ = top1.counted(correct, None)
-        row = top1.row(correct, None, attack=spec.name, eps=eps, seconds=round(seconds[level], 4))
+        correct, _ = clean.counted(correct, None)
+        row = clean.row(correct, None, attack=spec.name, eps=eps, seconds=round(seconds[level], 4))
         row["curve"] = "minimal"
-        row.update(spec.series_fields(named))
-        row.update({k: int(v) if float(v).is_integer() else v for k, v in stats[level].items()})
-        row["params"] = spec.params
-        finished[eps] = Finished(row, correct, None, clean.correct)
+        finished[eps] = Finished(spec.finish_row(row, named, stats[level]), correct, None, clean.correct)
     return finished
 
 

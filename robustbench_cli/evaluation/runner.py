@@ -49,15 +49,24 @@ class AttackSpec:
     params: dict = field(default_factory=dict)  # everything but eps
     check: str | None = None  # "sanity": the unbounded-budget check of a white-box attack
 
-    def key(self, eps: float) -> tuple:
-        """What tells its row apart: the series (attack and label mode), eps and check."""
-        return series_name({"attack": self.name, "label": self.params.get("label"),
-                            "norm": self.params.get("norm")}), eps, self.check
+    @property
+    def norm(self) -> str | None:
+        """The norm named in the params (attacks with a norm key), as the attack reads it."""
+        norm = self.params.get("norm")
+        return norm.lower() if isinstance(norm, str) else norm
 
-    def series_fields(self, attack) -> dict:
-        """The row fields that name its series: the label and norm the attack ran with, for
-        attacks that take them."""
-        return {key: getattr(attack, key) for key in ("label", "norm") if key in self.params}
+    def key(self, eps: float) -> tuple:
+        """What tells its row apart: the series (attack, label mode, norm), eps and check."""
+        return series_name({"attack": self.name, "label": self.params.get("label"),
+                            "norm": self.norm}), eps, self.check
+
+    def finish_row(self, row: dict, attack, stats: dict) -> dict:
+        """Adds what every attack row carries: the fields naming its series (the label and norm
+        the attack ran with, for attacks that take them), its counters and its params."""
+        row.update({key: getattr(attack, key) for key in ("label", "norm") if key in self.params})
+        row.update({k: int(v) if float(v).is_integer() else v for k, v in stats.items()})
+        row["params"] = self.params
+        return row
 
 
 @dataclass
@@ -104,7 +113,7 @@ def sanity_specs(specs: list[AttackSpec], image_numel: int) -> list[tuple[Attack
     and label, iterating attacks first (a one-step attack's PGD may already be there)."""
     classes = [(spec, attacks.attack_class(spec.name)) for spec in specs if not spec.check]
     # An attack with a norm parameter (apgd, square, ...) runs in the ball it names.
-    white_box = [(spec, cls, spec.params.get("norm", cls.norm)) for spec, cls in classes]
+    white_box = [(spec, cls, spec.norm or cls.norm) for spec, cls in classes]
     white_box = [item for item in white_box if item[1].uses_gradients and item[2] in ("linf", "l2")]
     checks, seen = [], set()
     for spec, cls, norm in sorted(white_box, key=lambda item: not item[1].iterative):
@@ -138,7 +147,9 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     protocol, top5 = check_protocol(protocol), check_top5(top5)
     curve = check_curve(curve, protocol, top5)
     worst_case = len(specs) > 1 if worst_case is None else worst_case
-    finished = dict(finished or {})
+    # A resumed run keeps only rows of its own kind (sweep or minimal) and its sanity rows.
+    finished = {key: f for key, f in (finished or {}).items()
+                if key[2] or (f.row.get("curve") == "minimal") == (curve == "minimal")}
     device = resolve_device(device)
     jobs = [(s, eps) for s in specs for eps in eps_list]
     if sanity:
@@ -146,18 +157,21 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     was_training = model.training
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    todo = [(spec, eps) for spec, eps in jobs if spec.key(eps) not in finished]
+    bisected = curve == "minimal"
+    # Passes over the data: the clean one, one per missing row (one per attack when bisected).
+    todo = {spec.key(0)[0] if bisected and not spec.check else spec.key(eps)
+            for spec, eps in jobs if spec.key(eps) not in finished}
     try:
         with progress_bar(progress, len(loader) * (len(todo) + 1)) as advance:
             clean = _clean_pass(model, loader, device, advance, protocol, top5)
-            if curve == "minimal":
-                for spec in specs:
-                    if any(spec.key(eps) not in finished for eps in eps_list):
-                        bisected = bisect_rows(model, loader, spec, eps_list, clean, device, advance)
-                        finished.update({spec.key(eps): row for eps, row in bisected.items()})
             rows = []
             for spec, eps in jobs:
                 key = spec.key(eps)
+                if key not in finished and bisected and not spec.check:
+                    # The whole curve of this attack at once; rows already kept stay.
+                    curve_rows = bisect_rows(model, loader, spec, eps_list, clean, device, advance)
+                    finished.update({spec.key(e): f for e, f in curve_rows.items()
+                                     if spec.key(e) not in finished})
                 if key not in finished:
                     finished[key] = _attack_row(model, loader, spec, eps, clean, device, advance)
                 rows.append(finished[key])
@@ -267,10 +281,7 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
     row["protocol"] = protocol
     if spec.check:
         row["check"] = spec.check
-    row.update(spec.series_fields(attack))  # series_name tells label modes and norms apart
-    row.update({k: int(v) if float(v).is_integer() else v for k, v in stats.items()})
-    row["params"] = spec.params
-    return Finished(row, correct, top5, clean.correct)
+    return Finished(spec.finish_row(row, attack, stats), correct, top5, clean.correct)
 
 
 def _worst_case_row(rows: list[Finished], eps: float, clean: _Clean) -> Finished:

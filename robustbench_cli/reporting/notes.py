@@ -11,6 +11,7 @@ budget leaves significantly (binomial test, 1%) more than 1% accuracy.
 from collections import defaultdict
 from dataclasses import dataclass
 
+from robustbench_cli.attacks.params import uses_eot
 from robustbench_cli.reporting.formatting import format_eps, format_percent
 from robustbench_cli.reporting.rows import (
     describe_identity,
@@ -237,8 +238,8 @@ def _randomized(results):
     """AutoAttack's randomness check: the clean pass saw two different outputs for the same
     inputs, so a gradient without EOT follows one draw of the model's noise."""
     without_eot = sorted({series_name(r.row) for r in results if r.row.get("randomized")
-                          and _is_white_box(series_name(r.row))
-                          and ((r.row.get("params") or {}).get("eot_samples") or 1) == 1})
+                          and (_is_white_box(series_name(r.row)) or r.row["attack"] == "autoattack")
+                          and not uses_eot(r.row["attack"], r.row.get("params") or {})})
     if without_eot:
         yield (f"the model gives different outputs for the same input (a randomized defense): "
                f"{', '.join(without_eot)} ran without EOT and may overstate robustness; rerun "
