@@ -22,6 +22,7 @@ lint:
 
 bench:
 	$(PY) tests/bench_attacks.py
+	$(PY) tests/bench_reliable.py
 	$(PY) tests/bench_fit.py
 
 clean:

@@ -70,6 +70,7 @@ def check_train_config(cfg: DictConfig) -> None:
     from robustbench_cli.lit.optim import check_optim
     from robustbench_cli.models.options import read_arch_options
 
+    defense(cfg.defense.name).check_trainable()
     non_negative_int("seed", cfg.seed)
     if "val_fraction" in cfg.dataset:  # typed here: a fraction string (1/10) becomes its number
         cfg.dataset.val_fraction = val_fraction(cfg.dataset.val_fraction)

@@ -22,7 +22,9 @@ EPS_FOR_NORM = {"linf": 0.1, "l2": 1.0, "l0": 0.5, None: 0.1}
 # transfer crafts on checkpoints: tests/test_attacks_blackbox.py covers it with real ones.
 MODEL_ONLY_ATTACKS = tuple(name for name in ATTACK_NAMES if name != "transfer")
 # Smaller budgets where the defaults would make the bounds tests slow.
-QUICK_PARAMS = {"jsma": {"max_pixels": 0.03}, "nes": {"samples": 5, "max_queries": 110}}
+QUICK_PARAMS = {"jsma": {"max_pixels": 0.03}, "nes": {"samples": 5, "max_queries": 110},
+                "square": {"queries": 300}, "apgd": {"steps": 20}, "fab": {"steps": 20},
+                "autoattack": {"steps": 20, "queries": 300}}
 
 
 def read_idx_head(path: Path, count: int) -> np.ndarray:
@@ -309,7 +311,7 @@ def test_robust_accuracy_agrees_with_torchattacks(name, params, reference, train
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("nope", {"eps": 0.1}, "unknown attack 'nope'; choose from: bim, "),
+        ("nope", {"eps": 0.1}, "unknown attack 'nope'; choose from: apgd, autoattack, bim, "),
         ("pgd_linf", {"eps": 0.1, "stepz": 3},
          "unknown parameter 'stepz'; valid: eps, label, steps"),
         ("fgsm", {"eps": 0.1, "steps": 3}, "unknown parameter 'steps'"),

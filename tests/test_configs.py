@@ -26,13 +26,20 @@ def test_every_group_is_used_by_some_command():
 @pytest.mark.parametrize("config_name", GROUPS)
 def test_every_group_option_composes_and_passes_the_commands_checks(config_name):
     from robustbench_cli.config import check_train_config
+    from robustbench_cli.defenses.registry import defense
+    from robustbench_cli.errors import UserError
 
     with initialize_config_module("robustbench_cli.conf", version_base=None):
         for group in GROUPS[config_name]:
             for option in options(group):
                 cfg = compose(config_name, overrides=[f"{group}={option}"])
                 assert cfg[group] is not None
-                if config_name == "train":
+                if config_name != "train":
+                    continue
+                if group == "defense" and not defense(option).trains:  # eval-time only
+                    with pytest.raises(UserError, match="is an eval-time defense"):
+                        check_train_config(cfg)
+                else:
                     check_train_config(cfg)  # the checks `robust train` runs before any data loads
 
 

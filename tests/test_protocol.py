@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from robustbench_cli import load_classifier
 from robustbench_cli.evaluation.runner import AttackSpec, evaluate
 from robustbench_cli.reporting import table_notes
-from robustbench_cli.reporting.stats import wilson_interval
+from robustbench_cli.reporting.stats import mcnemar, wilson_interval
 
 
 def read_idx(path, count):
@@ -175,3 +175,11 @@ def test_distilled_student_fails_the_sanity_check(tmp_path, fashion_root):
     [note] = [note for note in notes_with_outcomes(rows, outcomes) if note.startswith("sanity")]
     assert note.startswith("sanity check failed: pgd_linf")
     assert float(note.split("binomial p=")[1].split(")")[0]) < 0.01  # masking, significant at 1%
+
+    # APGD's DLR losses are scale-invariant, so the saturated softmax cannot hide the boundary
+    # from them (Croce & Hein 2020): significantly stronger than PGD on the same points.
+    specs = [AttackSpec("pgd_linf"), AttackSpec("apgd", {"loss": "dlr", "steps": 50})]
+    rows, outcomes = run(student, test, specs, [0.2], worst_case=False)
+    pgd, dlr = outcomes["pgd_linf", 0.2, None], outcomes["apgd", 0.2, None]
+    p, only_pgd_fooled, only_dlr_fooled = mcnemar(dlr.correct.tolist(), pgd.correct.tolist())
+    assert p < 0.01 and only_dlr_fooled > only_pgd_fooled, rows

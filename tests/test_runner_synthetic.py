@@ -23,7 +23,9 @@ EPS_FOR_NORM = {"linf": 0.05, "l2": 0.5, "l0": 0.5, None: 0.05}
 # its own starts), the transfer source attack with a random start too.
 PARAMS = {"jsma": {"max_pixels": 0.05}, "nes": {"samples": 5, "max_queries": 110},
           "pgd_linf": {"restarts": 2}, "pgd_l2": {"steps": 5}, "bim": {"steps": 5},
-          "iter_ll": {"steps": 5}, "gaussian": {"sigma": 0.3}}
+          "iter_ll": {"steps": 5}, "gaussian": {"sigma": 0.3}, "apgd": {"steps": 10},
+          "fab": {"steps": 10}, "square": {"queries": 200},
+          "autoattack": {"version": "fast", "steps": 5, "queries": 50, "target_classes": 2}}
 INFO = DatasetInfo("synthetic", *SHAPE, num_classes=10, mean=(0.0,) * 3, std=(1.0,) * 3)
 
 
@@ -139,7 +141,10 @@ RANDOM_ATTACKS = {"pgd_linf": {"eps": 0.05, "restarts": 2}, "pgd_l2": {"eps": 0.
                   "step_rnd": {"eps": 0.05}, "jsma": {"eps": 0.5, "max_pixels": 0.05},
                   "nes": {"eps": 0.05, "samples": 5, "max_queries": 110},
                   "gaussian": {"eps": 0.05}, "random_sign": {"eps": 0.05},
-                  "trunc_normal": {"eps": 0.05}}
+                  "trunc_normal": {"eps": 0.05}, "apgd": {"eps": 0.05, "steps": 10},
+                  "square": {"eps": 0.05, "queries": 200},
+                  "autoattack": {"eps": 0.05, "version": "fast", "steps": 5, "queries": 50,
+                                 "target_classes": 2}}
 
 
 @pytest.mark.parametrize("name", sorted(RANDOM_ATTACKS))

@@ -29,10 +29,17 @@ _REGISTRY = {
     "random_sign": "noise:RandomSign",
     "trunc_normal": "noise:TruncNormal",
     "transfer": "transfer:Transfer",
+    "apgd": "apgd:APGD",
+    "square": "square:Square",
+    "fab": "fab:FAB",
+    "autoattack": "autoattack:AutoAttack",
+    "torchattacks": "torchattacks_wrapper:TorchAttacks",
 }
 ATTACK_NAMES = tuple(sorted(_REGISTRY))
+# Parameters of every attack, handled once by `Attack.adapt` rather than in each signature.
+ADAPTIVE_PARAMS = ("eot_samples", "bpda")
 
-__all__ = ["ATTACK_NAMES", "Attack", "build"]
+__all__ = ["ADAPTIVE_PARAMS", "ATTACK_NAMES", "Attack", "build"]
 
 
 def __getattr__(name: str):
@@ -55,7 +62,12 @@ def build(name: str, model, /, **params):
     """The attack `name` against `model`, its parameters checked (UserError on bad input).
 
     `params` are the attack's config keys plus `eps`; a `name` key (configs carry it) is
-    ignored.
+    ignored. Any attack takes ADAPTIVE_PARAMS too (see `Attack.adapt`).
     """
     cls = attack_class(name)
-    return construct("attack", name, cls, model, params)
+    adaptive = {key: params.pop(key) for key in ADAPTIVE_PARAMS if key in params}
+    attack = construct("attack", name, cls, model, params)
+    try:
+        return attack.adapt(**adaptive)
+    except UserError as error:
+        raise UserError(f"attack {name}: {error}") from None

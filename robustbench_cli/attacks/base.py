@@ -11,17 +11,25 @@ one generator per point from (the attack's `seed`, the point's index, the draw's
 name) and draws that point's values alone. A point's random start, target class or noise
 therefore depends on nothing else in the batch: not the batch size, the batch order, which
 other points are still active, or how the test set is sharded over processes.
+
+Adaptive attacks (Athalye et al. 2018) against randomized or preprocessing defenses: every
+attack takes `eot_samples` and `bpda` (see `Attack.adapt`; one that only reads outputs
+refuses them). They act in `_input_gradient` and `__call__`, so an attack that takes its
+gradients through `_input_gradient` gets both without a line of its own.
 """
 
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
 
+from robustbench_cli import checks
 from robustbench_cli.attacks import params
+from robustbench_cli.attacks.bpda import non_differentiable, straight_through
+from robustbench_cli.errors import UserError
 
 
 @contextmanager
@@ -79,6 +87,8 @@ class Attack(ABC):
     # iteration. The evaluation protocol sets it with `stop_at`.
     stop_top_k: int | None = 1
     seed = 0  # attacks that draw random numbers take it as a parameter
+    eot_samples = 1  # passes averaged into each gradient (EOT); set by `adapt`
+    bpda = False  # differentiate non-differentiable preprocessing as the identity; set by `adapt`
 
     def __init__(self, model: torch.nn.Module, *, eps):
         self.model = model
@@ -87,6 +97,27 @@ class Attack(ABC):
         self.index: torch.Tensor | None = None  # the points of the current (or last) call
         self._next_index = 0  # where numbering goes on for a call without an index
         self._generators: dict[torch.device, torch.Generator] = {}
+
+    def adapt(self, *, eot_samples=None, bpda=None) -> "Attack":
+        """Adapts the attack to a randomized or preprocessing defense (Athalye et al. 2018);
+        `build` hands every attack these two parameters (null: off).
+
+        eot_samples (EOT, Expectation over Transformation): each gradient, and the logits
+        that come with it, is the mean over this many forward/backward passes, each drawing
+        the model's randomness anew. bpda (BPDA): while the attack runs, the model's
+        non-differentiable preprocessing (see attacks.bpda) passes gradients straight through.
+        An attack that only reads outputs refuses both, as does bpda on a model with nothing
+        to pass through: either would silently change nothing.
+        """
+        self.eot_samples = checks.optional(checks.positive_int)("eot_samples", eot_samples) or 1
+        self.bpda = bool(checks.optional(checks.flag)("bpda", bpda))
+        if not self.uses_gradients and (self.eot_samples > 1 or self.bpda):
+            raise UserError("eot_samples and bpda shape the gradients an attack takes; this "
+                            "attack takes none (it only reads the model's outputs)")
+        if self.bpda and not non_differentiable(self.model):
+            raise UserError("bpda=true differentiates through a non-differentiable preprocessing, "
+                            "and the model has none (defense=bit_depth has one)")
+        return self
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor,
                  index: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,7 +128,8 @@ class Attack(ABC):
         # Lightning evaluates under inference mode; a gradient attack needs autograd whatever
         # the caller, and an output-only attack must not record a graph through the model.
         grad_mode = torch.enable_grad() if self.uses_gradients else torch.no_grad()
-        with torch.inference_mode(False), grad_mode, frozen_eval(self.model):
+        bpda = straight_through(self.model) if self.bpda else nullcontext()
+        with torch.inference_mode(False), grad_mode, frozen_eval(self.model), bpda:
             x, y = x.detach().clone(), y.detach().clone()  # clone: inference tensors -> normal
             x_adv = self._project(x, self._perturb(x, y))
         return x_adv.detach()
@@ -185,12 +217,16 @@ class Attack(ABC):
         return x_adv.clamp(0, 1)
 
     def _input_gradient(self, x: torch.Tensor, objective) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits at x and the gradient of objective(logits) (summed over examples) w.r.t. x."""
+        """Logits at x and the gradient of objective(logits) (summed over examples) w.r.t. x;
+        with EOT, the means of both over `eot_samples` passes (each one counted)."""
         x = x.detach().requires_grad_(True)
-        logits = self.model(x)
-        (grad,) = torch.autograd.grad(objective(logits), x)
-        self.stats["gradient_passes"] += len(x)
-        return logits.detach(), grad
+        logits_sum, grad_sum = 0, 0
+        for _ in range(self.eot_samples):
+            logits = self.model(x)
+            (grad,) = torch.autograd.grad(objective(logits), x)
+            logits_sum, grad_sum = logits_sum + logits.detach(), grad_sum + grad
+        self.stats["gradient_passes"] += self.eot_samples * len(x)
+        return logits_sum / self.eot_samples, grad_sum / self.eot_samples
 
     @torch.no_grad()
     def _predict(self, x: torch.Tensor) -> torch.Tensor:

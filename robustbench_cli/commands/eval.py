@@ -5,16 +5,19 @@ import sys
 
 def attack_specs(cfg, overrides: list[str]) -> tuple[list, bool]:
     """The attacks to run: those named, plus fgsm_pred beside a true-label fgsm (label leaking,
-    Kurakin et al.); and whether several were named (then a worst-case row is due)."""
+    Kurakin et al.; with the fgsm's other parameters, its EOT and BPDA); and whether several
+    were named (then a worst-case row is due)."""
     from robustbench_cli.config import attack_configs, load_group_option
     from robustbench_cli.evaluation.runner import AttackSpec
 
     configs = attack_configs(cfg, overrides)
     specs = [AttackSpec(c.pop("name"), c) for c in configs]
     names = {s.name for s in specs}
-    if "fgsm_pred" not in names and any(
-            s.name == "fgsm" and str(s.params.get("label")).lower() == "true" for s in specs):
+    fgsm = next((s for s in specs if s.name == "fgsm" and str(s.params.get("label")).lower() == "true"),
+                None)
+    if "fgsm_pred" not in names and fgsm is not None:
         pred = load_group_option("attack", "fgsm_pred")
+        pred.update({k: v for k, v in fgsm.params.items() if k != "label"})
         specs.append(AttackSpec(pred.pop("name"), pred))
     return specs, len(names) > 1
 
@@ -28,16 +31,19 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.config import parse_eps
     from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
     from robustbench_cli.defenses.registry import defense
+    from robustbench_cli.evaluation.curve import write_minimal_eps
     from robustbench_cli.evaluation.row_store import RowStore
-    from robustbench_cli.evaluation.runner import check_protocol, check_top5, evaluate
+    from robustbench_cli.evaluation.runner import check_curve, check_protocol, check_top5, evaluate
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting import print_results
     from robustbench_cli.reporting.notes import sanity_failures
+    from robustbench_cli.reporting.points import row_outcomes
     from robustbench_cli.results import index_run
 
     non_negative_int("seed", cfg.seed)
     protocol, top5 = check_protocol(cfg.protocol), check_top5(cfg.top5)
+    check_curve(cfg.curve, protocol, top5)  # before any model loads
     sanity = flag("sanity", cfg.sanity)
     positive_int("batch_size", cfg.batch_size)
     eps_list = parse_eps(cfg.eps)
@@ -57,9 +63,11 @@ def evaluate(cfg) -> list[dict]:
     evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol, top5=top5,
              sanity=sanity, batch_size=cfg.batch_size,
              num_workers=target.dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress,
-             worst_case=several, finished=finished, on_row=lambda row: store.save(view.annotate(row)))
+             worst_case=several, curve=cfg.curve, finished=finished,
+             on_row=lambda row: store.save(view.annotate(row)))
     rows = store.rows
     notes = store.notes()
+    write_minimal_eps(run_dir, rows, row_outcomes(rows, store.points))
     write_run_record(run_dir, cfg, {**identity, "trained_with": target.trained_with(),
                                     "sanity": {"checked": sanity, "failed": sanity_failures(rows)}})
     print_results(rows, notes)

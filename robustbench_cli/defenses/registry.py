@@ -8,7 +8,10 @@ A defense is one of two kinds:
   evaluated as it is;
 - a model put in front of a trained classifier (`hgd`): `robust train` fits that model
   (a denoiser) for a given classifier, and at eval time it wraps the classifier, attacked
-  under the threat model `defense.threat`.
+  under the threat model `defense.threat`;
+- a preprocessing put in front of any trained classifier at eval time, with nothing to
+  train (`input_noise`, `bit_depth`): `robust train` refuses it, and every attack sees the
+  whole defended model.
 
 Cheap to import (no torch): the commands consult it before any model loads.
 """
@@ -22,7 +25,7 @@ from robustbench_cli.errors import UserError
 @dataclass(frozen=True)
 class Defense:
     name: str
-    wraps: bool = False  # True: trains a model for a given classifier and wraps it at eval time
+    wraps: bool = False  # True: wraps the classifier at eval time (and trains a model for it, if `trains`)
     # "module:function" under robustbench_cli.defenses building the eval-time view
     # (cfg, target, specs, overrides) -> EvalView; only for defenses that wrap.
     view: str | None = None
@@ -30,6 +33,14 @@ class Defense:
     # guards; prune: the one it prunes). Left empty, `robust train` uses the newest undefended
     # classifier of the same model and dataset, or trains one first.
     classifier_key: str | None = None
+    trains: bool = True  # False: an eval-time wrapper with nothing to train
+
+    def check_trainable(self) -> None:
+        """For `robust train`: a one-line UserError for a defense with nothing to train."""
+        if not self.trains:
+            raise UserError(f"defense={self.name} is an eval-time defense with nothing to train: "
+                            f"train the classifier with defense=none (or noise_train), then "
+                            f"robust eval ckpt_path=CLASSIFIER defense={self.name}")
 
     @property
     def trained_with(self) -> str | None:
@@ -56,6 +67,8 @@ _DEFENSES = {
     "noise_train": Defense("noise_train"),
     "prune": Defense("prune", classifier_key="source_ckpt"),
     "hgd": Defense("hgd", wraps=True, view="hgd.evaluation:hgd_view", classifier_key="target_ckpt"),
+    "input_noise": Defense("input_noise", wraps=True, view="preprocessing:input_noise_view", trains=False),
+    "bit_depth": Defense("bit_depth", wraps=True, view="preprocessing:bit_depth_view", trains=False),
 }
 DEFENSE_NAMES = tuple(_DEFENSES)
 

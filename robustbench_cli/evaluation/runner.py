@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.base import in_top_k
 from robustbench_cli.errors import UserError
+from robustbench_cli.evaluation.curve import CURVES, bisect_rows
 from robustbench_cli.reporting.rows import SANITY_CHECK, series_name
 from robustbench_cli.reporting.stats import interval_fields
 
@@ -48,9 +49,24 @@ class AttackSpec:
     params: dict = field(default_factory=dict)  # everything but eps
     check: str | None = None  # "sanity": the unbounded-budget check of a white-box attack
 
+    @property
+    def norm(self) -> str | None:
+        """The norm named in the params (attacks with a norm key), as the attack reads it."""
+        norm = self.params.get("norm")
+        return norm.lower() if isinstance(norm, str) else norm
+
     def key(self, eps: float) -> tuple:
-        """What tells its row apart: the series (attack and label mode), eps and check."""
-        return series_name({"attack": self.name, "label": self.params.get("label")}), eps, self.check
+        """What tells its row apart: the series (attack, label mode, norm), eps and check."""
+        return series_name({"attack": self.name, "label": self.params.get("label"),
+                            "norm": self.norm}), eps, self.check
+
+    def finish_row(self, row: dict, attack, stats: dict) -> dict:
+        """Adds what every attack row carries: the fields naming its series (the label and norm
+        the attack ran with, for attacks that take them), its counters and its params."""
+        row.update({key: getattr(attack, key) for key in ("label", "norm") if key in self.params})
+        row.update({k: int(v) if float(v).is_integer() else v for k, v in stats.items()})
+        row["params"] = self.params
+        return row
 
 
 @dataclass
@@ -79,22 +95,36 @@ def check_top5(value) -> str:
     return checks.choice("top5", {True: "true", False: "false"}.get(value, value), TOP5_CHOICES)
 
 
+def check_curve(curve, protocol: str, top5: str) -> str:
+    """sweep (null) or minimal; the bisection counts top-1 under the `robust` protocol only."""
+    curve = checks.choice("curve", "sweep" if curve is None else curve, CURVES)
+    if curve == "minimal" and protocol != "robust":
+        raise UserError("curve=minimal needs protocol=robust (under all_points a point can turn "
+                        "correct under attack, so its outcome is not monotone in eps)")
+    if curve == "minimal" and top5 == "true":
+        raise UserError("curve=minimal reports top-1 only; drop top5=true or use curve=sweep")
+    return curve
+
+
 def sanity_specs(specs: list[AttackSpec], image_numel: int) -> list[tuple[AttackSpec, float]]:
     """The unbounded-budget check for each white-box (gradient, L-inf or L2) attack: the
-    attack itself if it iterates, else PGD of its norm; one check per attack and label,
-    iterating attacks first (a one-step attack's PGD may already be there)."""
+    attack itself if it iterates, else PGD of its norm, with the attack's EOT and BPDA (a
+    plain PGD would fail the check on a defense only they get through); one check per attack
+    and label, iterating attacks first (a one-step attack's PGD may already be there)."""
     classes = [(spec, attacks.attack_class(spec.name)) for spec in specs if not spec.check]
-    white_box = [(spec, cls) for spec, cls in classes
-                 if cls.uses_gradients and cls.norm in ("linf", "l2")]
+    # An attack with a norm parameter (apgd, square, ...) runs in the ball it names.
+    white_box = [(spec, cls, spec.norm or cls.norm) for spec, cls in classes]
+    white_box = [item for item in white_box if item[1].uses_gradients and item[2] in ("linf", "l2")]
     checks, seen = [], set()
-    for spec, cls in sorted(white_box, key=lambda item: not item[1].iterative):
+    for spec, cls, norm in sorted(white_box, key=lambda item: not item[1].iterative):
         if cls.iterative:
             check = AttackSpec(spec.name, dict(spec.params), SANITY_CHECK)
         else:
-            check = AttackSpec(f"pgd_{cls.norm}", {}, SANITY_CHECK)
+            adaptive = {k: spec.params[k] for k in attacks.ADAPTIVE_PARAMS if k in spec.params}
+            check = AttackSpec(f"pgd_{norm}", adaptive, SANITY_CHECK)
         if check.key(0) not in seen:
             seen.add(check.key(0))
-            budget = 1.0 if cls.norm == "linf" else math.sqrt(image_numel)  # [0, 1]^d's diameter
+            budget = 1.0 if norm == "linf" else math.sqrt(image_numel)  # [0, 1]^d's diameter
             checks.append((check, budget))
     return checks
 
@@ -103,17 +133,23 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
              protocol: str = "robust", top5="auto", sanity: bool = False,
              batch_size: int = 256, num_workers: int = 0, device: str = "auto",
              progress: bool = True, worst_case: bool | None = None,
-             finished: dict | None = None,
+             curve: str = "sweep", finished: dict | None = None,
              on_row: Callable[[Finished], None] | None = None) -> list[dict]:
     """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows,
     plus a worst-case row per eps (by default when there are several attacks) and, with
     `sanity`, one unbounded-budget row per white-box attack.
 
+    `curve="minimal"` finds each attack's rows by a per-point bisection over the eps list
+    (see evaluation/curve.py) instead of one run per eps: top-1, `robust` protocol only.
+
     `finished` maps AttackSpec.key(eps) to a Finished row already computed; `on_row` is
     called with every row as soon as it is done, computed or not."""
     protocol, top5 = check_protocol(protocol), check_top5(top5)
+    curve = check_curve(curve, protocol, top5)
     worst_case = len(specs) > 1 if worst_case is None else worst_case
-    finished = dict(finished or {})
+    # A resumed run keeps only rows of its own kind (sweep or minimal) and its sanity rows.
+    finished = {key: f for key, f in (finished or {}).items()
+                if key[2] or (f.row.get("curve") == "minimal") == (curve == "minimal")}
     device = resolve_device(device)
     jobs = [(s, eps) for s in specs for eps in eps_list]
     if sanity:
@@ -121,13 +157,21 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     was_training = model.training
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    todo = [(spec, eps) for spec, eps in jobs if spec.key(eps) not in finished]
+    bisected = curve == "minimal"
+    # Passes over the data: the clean one, one per missing row (one per attack when bisected).
+    todo = {spec.key(0)[0] if bisected and not spec.check else spec.key(eps)
+            for spec, eps in jobs if spec.key(eps) not in finished}
     try:
         with progress_bar(progress, len(loader) * (len(todo) + 1)) as advance:
             clean = _clean_pass(model, loader, device, advance, protocol, top5)
             rows = []
             for spec, eps in jobs:
                 key = spec.key(eps)
+                if key not in finished and bisected and not spec.check:
+                    # The whole curve of this attack at once; rows already kept stay.
+                    curve_rows = bisect_rows(model, loader, spec, eps_list, clean, device, advance)
+                    finished.update({spec.key(e): f for e, f in curve_rows.items()
+                                     if spec.key(e) not in finished})
                 if key not in finished:
                     finished[key] = _attack_row(model, loader, spec, eps, clean, device, advance)
                 rows.append(finished[key])
@@ -150,6 +194,7 @@ class _Clean:
     top5: torch.Tensor
     with_top5: bool
     protocol: str
+    randomized: bool = False  # two passes over the same inputs disagreed
 
     @property
     def attacked(self) -> torch.Tensor:
@@ -176,15 +221,19 @@ class _Clean:
             row["top5"] = None
         row.update(clean_accuracy=int(self.correct.sum()) / n,
                    clean_top5=int(self.top5.sum()) / n if self.with_top5 else None)
+        if self.randomized:
+            row["randomized"] = True
         return _ordered(row)
 
 
 def _clean_pass(model, loader, device, advance, protocol, top5) -> _Clean:
-    correct, hits, classes = [], [], 0
+    correct, hits, classes, randomized = [], [], 0, None
     with torch.inference_mode():
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x)
+            if randomized is None:  # AutoAttack's check: the same inputs, another pass
+                randomized = not torch.allclose(model(x), logits, rtol=1e-4, atol=1e-5)
             correct.append((logits.argmax(1) == y).cpu())
             hits.append(in_top_k(logits, y, 5).cpu())
             classes = logits.shape[1]
@@ -192,7 +241,7 @@ def _clean_pass(model, loader, device, advance, protocol, top5) -> _Clean:
     if top5 == "true" and classes <= 5:
         raise UserError(f"top5=true needs more than 5 classes, the model predicts {classes}")
     with_top5 = classes > 5 if top5 == "auto" else top5 == "true"
-    return _Clean(torch.cat(correct), torch.cat(hits), with_top5, protocol)
+    return _Clean(torch.cat(correct), torch.cat(hits), with_top5, protocol, bool(randomized))
 
 
 def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, device,
@@ -232,11 +281,7 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
     row["protocol"] = protocol
     if spec.check:
         row["check"] = spec.check
-    if "label" in spec.params:
-        row["label"] = attack.label  # series_name tells true- and predicted-label rows apart
-    row.update({k: int(v) if float(v).is_integer() else v for k, v in stats.items()})
-    row["params"] = spec.params
-    return Finished(row, correct, top5, clean.correct)
+    return Finished(spec.finish_row(row, attack, stats), correct, top5, clean.correct)
 
 
 def _worst_case_row(rows: list[Finished], eps: float, clean: _Clean) -> Finished:

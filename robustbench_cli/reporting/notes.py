@@ -11,6 +11,7 @@ budget leaves significantly (binomial test, 1%) more than 1% accuracy.
 from collections import defaultdict
 from dataclasses import dataclass
 
+from robustbench_cli.attacks.params import uses_eot
 from robustbench_cli.reporting.formatting import format_eps, format_percent
 from robustbench_cli.reporting.rows import (
     describe_identity,
@@ -24,8 +25,9 @@ from robustbench_cli.reporting.rows import (
 from robustbench_cli.reporting.stats import NOTE_LEVEL, binomial_upper_tail, mcnemar
 
 ONE_STEP_PREFIXES = ("fgsm", "rfgsm", "step_", "fast_")
-BLACK_BOX_OR_NOISE = ("nes", "transfer", "gaussian", "random_sign", "trunc_normal")
-NOT_WHITE_BOX = ("none", "worst_case")  # worst_case may include black-box attacks
+BLACK_BOX_OR_NOISE = ("nes", "square", "transfer", "gaussian", "random_sign", "trunc_normal")
+# worst_case and autoattack may include black-box attacks (autoattack: Square)
+NOT_WHITE_BOX = ("none", "worst_case", "autoattack")
 MULTI_STEP_REFERENCE = "pgd_linf"
 PREDICTED_LABEL_SUFFIX = "_pred"
 SANITY_FLOOR = 0.01  # accuracy allowed at an unbounded budget
@@ -72,6 +74,7 @@ def _group_notes(results) -> list[str]:
         *_rising_with_eps(strongest),
         *_black_box_beats_white_box(strongest),
         *_label_leaking(strongest),
+        *_randomized(attacks),
     ]
 
 
@@ -108,12 +111,17 @@ def _is_one_step(series) -> bool:
     return series.startswith(ONE_STEP_PREFIXES)
 
 
+def _named(series, names) -> bool:
+    """Is the series one of `names`, or one with a label or norm suffix (square_l2)?"""
+    return any(series == name or series.startswith(f"{name}_") for name in names)
+
+
 def _is_black_box_or_noise(series) -> bool:
-    return any(series == name or series.startswith(f"{name}_") for name in BLACK_BOX_OR_NOISE)
+    return _named(series, BLACK_BOX_OR_NOISE)
 
 
 def _is_white_box(series) -> bool:
-    return series not in NOT_WHITE_BOX and not _is_black_box_or_noise(series)
+    return not _named(series, NOT_WHITE_BOX) and not _is_black_box_or_noise(series)
 
 
 def _sanity_p(row) -> float | None:
@@ -224,6 +232,18 @@ def _label_leaking(strongest):
                     f"{_pct(result.accuracy)} ({_p(p)}): label leaking (Kurakin et al.); "
                     f"report the attack.label=pred result"
                 )
+
+
+def _randomized(results):
+    """AutoAttack's randomness check: the clean pass saw two different outputs for the same
+    inputs, so a gradient without EOT follows one draw of the model's noise."""
+    without_eot = sorted({series_name(r.row) for r in results if r.row.get("randomized")
+                          and (_is_white_box(series_name(r.row)) or r.row["attack"] == "autoattack")
+                          and not uses_eot(r.row["attack"], r.row.get("params") or {})})
+    if without_eot:
+        yield (f"the model gives different outputs for the same input (a randomized defense): "
+               f"{', '.join(without_eot)} ran without EOT and may overstate robustness; rerun "
+               f"with attack.eot_samples=K (e.g. 20) or attack=autoattack attack.version=rand")
 
 
 def sanity_failures(rows) -> list[dict]:

@@ -44,15 +44,19 @@ def column_order(rows) -> list[str]:
 
 
 def series_name(row) -> str:
-    """The attack a row measures, with its label mode when that is not the true label.
+    """The attack a row measures, with its label mode when that is not the true label and its
+    norm when the attack takes one and it is L2.
 
-    `attack.label=pred` rows become e.g. "fgsm_pred", so they get their own curve and table row.
+    `attack.label=pred` rows become e.g. "fgsm_pred", `attack=apgd attack.norm=l2` rows
+    "apgd_l2", so they get their own curve and table row (and L2 eps its own axis).
     """
     attack = str(row["attack"])
     label = row.get("label")
-    if label in (None, True, "true") or attack.endswith(f"_{label}"):
-        return attack
-    return f"{attack}_{label}"
+    if label not in (None, True, "true") and not attack.endswith(f"_{label}"):
+        attack = f"{attack}_{label}"
+    if row.get("norm") == "l2" and threat_norm(attack) != "l2":  # attacks with a norm parameter
+        attack = f"{attack}_l2"
+    return attack
 
 
 def eps_key(eps) -> float:
