@@ -31,8 +31,3 @@ def label(value) -> str:
         raise UserError(f"label must be one of {', '.join(LABEL_CHOICES)}, got {value!r}")
     return choice
 
-
-def uses_eot(name: str, params: dict) -> bool:
-    """Does the attack `name` with these config params average each gradient over several
-    passes of a randomized model (EOT)? autoattack's rand version does by itself."""
-    return (params.get("eot_samples") or 1) > 1 or (name == "autoattack" and params.get("version") == "rand")

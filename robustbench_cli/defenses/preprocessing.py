@@ -13,9 +13,9 @@ from torch import nn
 
 from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.bpda import NonDifferentiable
-from robustbench_cli.attacks.params import uses_eot
 from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.view import EvalView
+from robustbench_cli.reporting.rows import uses_eot
 
 MAX_BITS = 8  # the images are 8-bit: more bits change nothing
 

@@ -11,7 +11,6 @@ budget leaves significantly (binomial test, 1%) more than 1% accuracy.
 from collections import defaultdict
 from dataclasses import dataclass
 
-from robustbench_cli.attacks.params import uses_eot
 from robustbench_cli.reporting.formatting import format_eps, format_percent
 from robustbench_cli.reporting.rows import (
     describe_identity,
@@ -20,6 +19,7 @@ from robustbench_cli.reporting.rows import (
     is_check,
     series_name,
     threat_norm,
+    uses_eot,
     varying_identity_keys,
 )
 from robustbench_cli.reporting.stats import NOTE_LEVEL, binomial_upper_tail, mcnemar

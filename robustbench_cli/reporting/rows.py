@@ -137,3 +137,9 @@ def has_eps_curve(rows) -> bool:
             curve = (tuple(repr(row.get(key)) for key in keys), series_name(row))
             eps_by_curve[curve].add(eps_key(row["eps"]))
     return any(len(eps_values) >= 2 for eps_values in eps_by_curve.values())
+
+
+def uses_eot(name: str, params: dict) -> bool:
+    """Does the attack `name` with these config params average each gradient over several
+    passes of a randomized model (EOT)? autoattack's rand version does by itself."""
+    return (params.get("eot_samples") or 1) > 1 or (name == "autoattack" and params.get("version") == "rand")
