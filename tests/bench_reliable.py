@@ -13,7 +13,7 @@
 
 import torch
 import torchattacks
-from bench_attacks import DATASET, timed, trained_checkpoint
+from bench_attacks import DATASET, theirs, timed, trained_checkpoint
 from rich.console import Console
 from rich.table import Table
 
@@ -44,15 +44,7 @@ def autoattack_rows(table: Table) -> None:
     reference = torchattacks.AutoAttack(model, norm="Linf", eps=EPS, version="standard",
                                         n_classes=10, seed=0)
 
-    def theirs():
-        correct = 0
-        for xb, yb in zip(x.split(250), y.split(250)):
-            x_adv = reference(xb, yb)
-            with torch.no_grad():
-                correct += int((model(x_adv).argmax(1) == yb).sum())
-        return correct / len(y)
-
-    accuracy, their_seconds = timed(theirs)
+    accuracy, their_seconds = theirs(model, x, y, reference)
     fooled = ", ".join(f"{k[len('fooled_by_'):]} {v}" for k, v in ours.items()
                        if k.startswith("fooled_by_"))
     table.add_row("autoattack standard", f"{100 * ours['accuracy']:.2f}", f"{100 * accuracy:.2f}",

@@ -37,6 +37,21 @@ def compose(config_name: str, *overrides):
         return hydra_compose(config_name, overrides=list(overrides))
 
 
+def eval_view(ckpt, *overrides, limit_test=200):
+    """(target, view): the classifier and what `robust eval ckpt_path=CKPT OVERRIDES` attacks
+    (the classifier, or a defense around it), built in-process on `limit_test` images."""
+    from robustbench_cli.commands.eval import attack_specs
+    from robustbench_cli.defenses.registry import defense
+    from robustbench_cli.evaluation.target import load_target
+
+    overrides = [f"ckpt_path={ckpt}", f"dataset.limit_test={limit_test}", *overrides]
+    cfg = compose("eval", *overrides)
+    specs, _ = attack_specs(cfg, overrides)
+    chosen = defense(cfg.defense.name)
+    target = load_target(cfg, overrides, chosen.trained_with)
+    return target, chosen.eval_view(cfg, target, specs, overrides)
+
+
 def train_in_process(run_dir, *overrides) -> dict:
     """`robust train` on Fashion-MNIST in this process (faster than a subprocess); its metrics."""
     from robustbench_cli.commands.train import train

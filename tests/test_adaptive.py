@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import compose, ok, robust_many
+from helpers import compose, eval_view, ok, robust_many
 
 from robustbench_cli import attacks
 from robustbench_cli.attacks.bpda import straight_through
@@ -27,22 +27,9 @@ def classifier_ckpt(trained):
     return run_dir / metrics["checkpoint"]
 
 
-def defended(classifier_ckpt, *overrides):
-    """(view, test set) as `robust eval ckpt_path=... OVERRIDES` builds them, on 500 images."""
-    from robustbench_cli.commands.eval import attack_specs
-    from robustbench_cli.defenses.registry import defense
-    from robustbench_cli.evaluation.target import load_target
-
-    overrides = [f"ckpt_path={classifier_ckpt}", "dataset.limit_test=500", *overrides]
-    cfg = compose("eval", *overrides)
-    specs, _ = attack_specs(cfg, overrides)
-    chosen = defense(cfg.defense.name)
-    target = load_target(cfg, overrides, chosen.trained_with)
-    return chosen.eval_view(cfg, target, specs, overrides), target.test_set
-
-
 def accuracy(classifier_ckpt, *overrides) -> dict:
-    view, test_set = defended(classifier_ckpt, *overrides)
+    target, view = eval_view(classifier_ckpt, *overrides, limit_test=500)
+    test_set = target.test_set
     [row] = evaluate(view.model, test_set, view.specs, [EPS], progress=False, device="cpu")
     return row
 

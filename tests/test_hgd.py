@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FASHION, compose, ok, robust, train_in_process
+from helpers import FASHION, compose, eval_view, ok, robust, train_in_process
 
 from robustbench_cli.checkpoints import file_sha256, load_classifier, read_checkpoint
 from robustbench_cli.defenses.hgd.checkpoint import load_denoiser, refuse_denoiser
@@ -200,20 +200,6 @@ def _info(channels: int, size: int):
                            mean=(0.5,) * channels, std=(0.25,) * channels)
 
 
-def _eval_view(target_ckpt, *overrides):
-    """(undefended target, view) as `robust eval` builds them for these overrides."""
-    from robustbench_cli.commands.eval import attack_specs
-    from robustbench_cli.defenses.registry import defense
-    from robustbench_cli.evaluation.target import load_target
-
-    overrides = [f"ckpt_path={target_ckpt}", "dataset.limit_test=200", *overrides]
-    cfg = compose("eval", *overrides)
-    specs, _ = attack_specs(cfg, overrides)
-    chosen = defense(cfg.defense.name)
-    target = load_target(cfg, overrides, chosen.trained_with)
-    return target, chosen.eval_view(cfg, target, specs, overrides)
-
-
 def _accuracy(model, target, specs) -> dict:
     from robustbench_cli.evaluation.runner import evaluate
 
@@ -232,7 +218,7 @@ def test_lgd_denoiser_raises_accuracy_under_oblivious_attacks(lgd, target_ckpt):
     [results] = (out / "eval").glob("*/results.json")
     defended = {row["attack"]: row for row in json.loads(results.read_text())
                 if not row.get("check")}  # not the unbounded-eps sanity rows
-    target, view = _eval_view(target_ckpt, "attack=[fgsm,bim]", *(f"attack.{k}={v}" for k, v in BIM.items()))
+    target, view = eval_view(target_ckpt, "attack=[fgsm,bim]", *(f"attack.{k}={v}" for k, v in BIM.items()))
     undefended = _accuracy(target.model, target, view.specs)
     for attack in ("fgsm", "bim"):
         row = defended[attack]
@@ -247,7 +233,7 @@ def test_full_threat_is_at_least_as_strong_as_oblivious(lgd, target_ckpt):
     best = lgd[1] / lgd[2]["checkpoint"]
     accuracy = {}
     for threat in ("oblivious", "full"):
-        target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
+        target, view = eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
                                   f"defense.threat={threat}", *(f"attack.{k}={v}" for k, v in BIM.items()))
         accuracy[threat] = _accuracy(view.model, target, view.specs)["bim"]["accuracy"]
     assert accuracy["full"] <= accuracy["oblivious"]
@@ -256,7 +242,7 @@ def test_full_threat_is_at_least_as_strong_as_oblivious(lgd, target_ckpt):
 def test_oblivious_attacks_see_the_bare_classifier_and_evaluation_the_defended_one(
         lgd, target_ckpt, adversarial_batch):
     best = lgd[1] / lgd[2]["checkpoint"]
-    target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
+    target, view = eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=bim",
                               "defense.threat=oblivious")
     _, _, _, noisy = adversarial_batch
     assert view.specs[0].params["early_stop"] is False  # the paper's fixed-iteration attacks
@@ -269,7 +255,7 @@ def test_oblivious_attacks_see_the_bare_classifier_and_evaluation_the_defended_o
 
 def test_an_ensemble_averages_the_logits_of_each_path(lgd, pixel, target_ckpt, adversarial_batch):
     paths = [lgd[1] / lgd[2]["checkpoint"], pixel[0] / pixel[1]["checkpoint"]]
-    target, view = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt=[{paths[0]},{paths[1]}]")
+    target, view = eval_view(target_ckpt, "defense=hgd", f"defense.ckpt=[{paths[0]},{paths[1]}]")
     _, _, _, noisy = adversarial_batch
     with torch.inference_mode():
         paths_logits = [target.model(load_denoiser(p)[0](noisy)) for p in paths]
@@ -284,7 +270,7 @@ def test_checkpoint_mix_ups_are_one_line_errors(lgd, target_ckpt):
     with pytest.raises(UserError, match="is an HGD denoiser checkpoint, not a classifier"):
         refuse_denoiser(denoiser, "ckpt_path")
     with pytest.raises(UserError, match="was trained with defense none, not adv_train"):
-        _eval_view(target_ckpt, "defense=adv_train")
+        eval_view(target_ckpt, "defense=adv_train")
     # The threat model moved from the attack to the defense that wraps the classifier.
     result = robust("eval", f"ckpt_path={target_ckpt}", "attack.threat=oblivious", cwd=target_ckpt.parent)
     assert result.returncode == 2
@@ -347,7 +333,7 @@ def other_classifier(tmp_path_factory, fashion_root):
 
 def test_a_denoiser_defends_a_classifier_it_was_not_trained_for(lgd, other_classifier):
     best = lgd[1] / lgd[2]["checkpoint"]
-    target, view = _eval_view(other_classifier, "defense=hgd", f"defense.ckpt={best}", "attack=fgsm",
+    target, view = eval_view(other_classifier, "defense=hgd", f"defense.ckpt={best}", "attack=fgsm",
                               "defense.threat=oblivious")
     defended = _accuracy(view.model, target, view.specs)["fgsm"]["accuracy"]
     undefended = _accuracy(target.model, target, view.specs)["fgsm"]["accuracy"]
@@ -362,7 +348,7 @@ def test_transfer_threat_crafts_on_a_holdout_model(lgd, target_ckpt, other_class
               cwd=tmp_path))
     [row] = json.loads((tmp_path / "run" / "results.json").read_text())
     assert row["threat"] == "transfer" and row["attack"] == "transfer"
-    full = _eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=pgd_linf")
+    full = eval_view(target_ckpt, "defense=hgd", f"defense.ckpt={best}", "attack=pgd_linf")
     strongest = _accuracy(full[1].model, full[0], full[1].specs)["pgd_linf"]["accuracy"]
     assert strongest <= row["accuracy"] <= row["clean_accuracy"]
 
