@@ -137,6 +137,7 @@ def test_bad_adaptive_parameters_raise_user_error(name, params, message, classif
     assert message in str(error.value)
 
 
+@pytest.mark.slow  # make test-all: keeps make test under 10 minutes
 def test_eval_names_the_defense_repeats_exactly_and_train_refuses_it(trained, classifier_ckpt):
     work = trained[0]
     # One sweep over both defenses per process: two processes must give the same numbers.

@@ -134,6 +134,7 @@ def test_kwargs_typed_on_the_command_line_keep_their_types():
     assert dict(cfg.attack.kwargs) == {"steps": 5, "alpha": 0.01}
 
 
+@pytest.mark.slow  # make test-all: keeps make test under 10 minutes
 def test_robust_eval_runs_it_end_to_end(trained):
     work, metrics, run_dir = trained
     ckpt = run_dir / metrics["checkpoint"]
