@@ -8,21 +8,23 @@ A preprocessing that needs it subclasses `NonDifferentiable`. The attack owns th
 afterwards, so other attacks and the evaluation of the same model are untouched.
 """
 
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 
-class NonDifferentiable(nn.Module):
+class NonDifferentiable(nn.Module, ABC):
     """A preprocessing `transform` whose own gradient is useless (zero almost everywhere).
     Forward is always transform(x); backward is transform's unless `straight_through` is on,
     then the identity."""
 
     straight_through = False
 
+    @abstractmethod
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The preprocessing itself (what the forward pass computes)."""
 
     def forward(self, x):
         if self.straight_through:
