@@ -35,6 +35,7 @@ from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.base import in_top_k
 from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.curve import CURVES, bisect_rows
+from robustbench_cli.models.layout import channels_last
 from robustbench_cli.reporting.rows import SANITY_CHECK, series_name
 from robustbench_cli.reporting.stats import interval_fields
 
@@ -162,7 +163,7 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     todo = {spec.key(0)[0] if bisected and not spec.check else spec.key(eps)
             for spec, eps in jobs if spec.key(eps) not in finished}
     try:
-        with progress_bar(progress, len(loader) * (len(todo) + 1)) as advance:
+        with channels_last(model), progress_bar(progress, len(loader) * (len(todo) + 1)) as advance:
             clean = _clean_pass(model, loader, device, advance, protocol, top5)
             rows = []
             for spec, eps in jobs:
