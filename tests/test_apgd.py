@@ -117,28 +117,6 @@ def test_step_sizes_are_halved_at_checkpoints(trained_mlp, fashion_test):  # noq
     assert attack.stats["step_halvings"] == int(halvings.round().sum())
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"loss": "foo"}, "loss must be one of ce, dlr, got 'foo'"),
-        ({"norm": "l3"}, "norm must be one of linf, l2, got 'l3'"),
-        ({"norm": "linf", "eps": 2}, "eps must be <= 1 for an L-inf attack"),
-        ({"target_classes": -1}, "target_classes must be a non-negative integer, got -1"),
-        ({"target_classes": 3}, "target_classes > 0 runs APGD-T, whose loss is the targeted DLR"),
-        ({"steps": 0}, "steps must be a positive integer"),
-        ({"restarts": 0}, "restarts must be a positive integer"),
-        ({"rho": 1.5}, "rho must be in [0, 1], got 1.5"),
-        ({"alpha": 0}, "alpha must be in (0, 1], got 0"),
-        ({"early_stop": "maybe"}, "early_stop must be true or false"),
-        ({"seed": -1}, "seed must be a non-negative integer"),
-    ],
-)
-def test_bad_parameters_raise_user_error(params, message, trained_mlp):  # noqa: F811
-    with pytest.raises(UserError, match="^attack apgd: ") as error:
-        build("apgd", trained_mlp, **{"eps": 0.1, **params})
-    assert message in str(error.value)
-
-
 def test_l2_eps_may_exceed_one(trained_mlp):  # noqa: F811
     assert build("apgd", trained_mlp, eps=3.0, norm="l2").eps == 3.0
 

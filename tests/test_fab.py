@@ -14,7 +14,6 @@ from torch import nn
 
 from robustbench_cli.attacks import build
 from robustbench_cli.attacks.fab import project_on_hyperplane
-from robustbench_cli.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -204,31 +203,6 @@ def test_a_points_result_does_not_depend_on_its_batch(case, trained_mlp, points,
     torch.testing.assert_close(shuffled, whole, rtol=0, atol=1e-4)
     assert torch.equal(correct_points(model, shuffled, y), correct_points(model, whole, y))
     assert (whole != x).any()
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"eps": 0.1, "norm": "l1"}, "norm must be one of linf, l2"),
-        ({"eps": 1.5}, "eps must be <= 1 for an L-inf attack"),
-        ({"eps": 0.1, "target_classes": -1}, "target_classes must be a non-negative integer"),
-        ({"eps": 0.1, "target_classes": 2.5}, "target_classes must be a non-negative integer"),
-        ({"eps": 0.1, "steps": 0}, "steps must be a positive integer"),
-        ({"eps": 0.1, "restarts": 0}, "restarts must be a positive integer"),
-        ({"eps": 0.1, "alpha_max": 1.5}, "alpha_max must be in [0, 1]"),
-        ({"eps": 0.1, "eta": 0.9}, "eta must be >= 1"),
-        ({"eps": 0.1, "eta": "x"}, "eta must be a number"),
-        ({"eps": 0.1, "beta": 1}, "beta must be between 0 and 1"),
-        ({"eps": 0.1, "beta": 0}, "beta must be between 0 and 1"),
-        ({"eps": 0.1, "seed": -1}, "seed must be a non-negative integer"),
-        ({"eps": 0.1, "early_stop": "maybe"}, "early_stop must be true or false"),
-        ({"eps": 0.1, "target": 3}, "unknown parameter 'target'"),
-    ],
-)
-def test_bad_parameters_raise_user_error(params, message, trained_mlp):  # noqa: F811
-    with pytest.raises(UserError, match="^attack fab: ") as error:
-        build("fab", trained_mlp, **params)
-    assert message in str(error.value)
 
 
 def test_l2_eps_may_exceed_one_and_configs_read_as_typed(trained_mlp):  # noqa: F811

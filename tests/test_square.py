@@ -156,26 +156,6 @@ def test_the_l2_bump_is_the_papers(side):
     torch.testing.assert_close(square_bump(side), expected)
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"eps": 1.5}, "eps must be <= 1 for an L-inf attack"),
-        ({"eps": 0.1, "norm": "l1"}, "norm must be one of linf, l2"),
-        ({"eps": 0.1, "queries": 0}, "queries must be a positive integer"),
-        ({"eps": 0.1, "p_init": 0}, "p_init must be in (0, 1]"),
-        ({"eps": 0.1, "p_init": 1.5}, "p_init must be in (0, 1]"),
-        ({"eps": 0.1, "loss": "xent"}, "loss must be one of margin, ce"),
-        ({"eps": 0.1, "seed": -1}, "seed must be a non-negative integer"),
-        ({"eps": 0.1, "early_stop": "maybe"}, "early_stop must be true or false"),
-        ({"eps": 0.1, "steps": 10}, "unknown parameter 'steps'"),
-    ],
-)
-def test_bad_parameters_raise_user_error(params, message, trained_mlp):  # noqa: F811
-    with pytest.raises(UserError, match="^attack square: ") as error:
-        build("square", trained_mlp, **params)
-    assert message in str(error.value)
-
-
 def test_l2_eps_may_exceed_one_and_flat_inputs_are_refused(trained_mlp, fashion_200):  # noqa: F811
     attack = build("square", trained_mlp, eps=3.0, norm="L2")
     assert isinstance(attack, Square) and attack.norm == "l2" and attack.eps == 3.0

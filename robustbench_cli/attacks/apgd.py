@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_cli import checks
-from robustbench_cli.attacks.base import Attack, per_example_norm
+from robustbench_cli.attacks.base import Attack, per_example_norm, per_point
+from robustbench_cli.attacks.params import NORMS
 from robustbench_cli.errors import UserError
 
-NORMS = ("linf", "l2")
 LOSSES = ("ce", "dlr")
 # Levels of a point's result: fooled (misclassified), and out of the stopping top-k.
 CORRECT, MISCLASSIFIED, STOPPED = 0, 1, 2
@@ -141,7 +141,7 @@ class APGD(Attack):
             fooled[rows[raised]], level[rows[raised]] = run.fooled[raised], run.level[raised]
             better = run.best_loss > best_loss[rows]
             best[rows[better]], best_loss[rows[better]] = run.best[better], run.best_loss[better]
-        return torch.where(_rows_like(level > CORRECT, x), fooled, best)
+        return torch.where(per_point(level > CORRECT, x), fooled, best)
 
     @torch.no_grad()
     def _targets(self, x, y) -> torch.Tensor | None:
@@ -188,7 +188,7 @@ class APGD(Attack):
 
     def _step(self, x, x_adv, x_prev, grad, step_size, weight) -> torch.Tensor:
         """z = P(x_k + eta d), then x_{k+1} = P(x_k + weight (z - x_k) + (1 - weight)(x_k - x_{k-1}))."""
-        z = self._project(x, x_adv + _rows_like(step_size, x) * self._direction(grad))
+        z = self._project(x, x_adv + per_point(step_size, x) * self._direction(grad))
         return self._project(x, x_adv + weight * (z - x_adv) + (1 - weight) * (x_adv - x_prev))
 
     def _total_loss(self, logits, y, target) -> torch.Tensor:
@@ -250,7 +250,3 @@ class APGD(Attack):
         self.step_sizes[rows.cpu()] = step_size.cpu()
         return Run(fooled, level, best, best_loss)
 
-
-def _rows_like(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-point values shaped to broadcast against the batch x."""
-    return values.view(-1, *([1] * (x.dim() - 1)))

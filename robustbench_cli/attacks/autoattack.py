@@ -30,9 +30,9 @@ import torch
 
 from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.base import Attack, in_top_k
+from robustbench_cli.attacks.params import NORMS
 
 VERSIONS = ("standard", "plus", "rand", "fast")
-NORMS = ("linf", "l2")
 
 
 def members(version: str, steps: int, queries: int, targets: int) -> list[tuple[str, str, dict]]:

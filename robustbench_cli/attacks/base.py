@@ -59,7 +59,12 @@ def point_seed(seed: int, stream: str, index: int) -> int:
 
 def per_example_norm(t: torch.Tensor, p: float) -> torch.Tensor:
     """Norm of each example, shaped to broadcast against the batch."""
-    return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.dim() - 1)))
+    return per_point(t.flatten(1).norm(p=p, dim=1), t)
+
+
+def per_point(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """One value per point, shaped to broadcast against the batch `like`."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 class Attack(ABC):

@@ -39,10 +39,10 @@ import math
 import torch
 
 from robustbench_cli import checks
-from robustbench_cli.attacks.base import Attack, per_example_norm
+from robustbench_cli.attacks.base import Attack, per_example_norm, per_point
 from robustbench_cli.attacks.nes import margin
+from robustbench_cli.attacks.params import NORMS
 
-NORMS = ("linf", "l2")
 ORDER = {"linf": math.inf, "l2": 2.0}
 DUAL_ORDER = {"linf": 1.0, "l2": 2.0}
 FINAL_SEARCH_STEPS = 3
@@ -51,11 +51,6 @@ TINY = 1e-12  # gradient entries below it count as zero; floor of denominators
 # one per candidate class, chunked; at least one copy a pass).
 GRADIENT_IMAGES = 1024
 GRADIENT_VALUES = 2**23
-
-
-def per_point(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """One value per point, shaped to broadcast against the batch `like`."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 def logit_difference(logits: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor):

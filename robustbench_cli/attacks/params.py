@@ -9,6 +9,7 @@ from robustbench_cli.checks import non_negative_number
 from robustbench_cli.errors import UserError
 
 LABEL_CHOICES = ("true", "pred")
+NORMS = ("linf", "l2")  # the balls of attacks that take a `norm` parameter
 PER_PIXEL_NORMS = {"linf": "L-inf", "l0": "L0"}  # norm -> its name in messages
 
 

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from robustbench_cli import checks
 from robustbench_cli.attacks.base import Attack, per_example_norm
 from robustbench_cli.attacks.nes import margin
+from robustbench_cli.attacks.params import NORMS
 from robustbench_cli.errors import UserError
 
-NORMS = ("linf", "l2")
 LOSSES = ("margin", "ce")
 # The paper's iterations (of 10,000) after which p halves.
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
