@@ -17,6 +17,7 @@ def detect(cfg) -> list[dict]:
     from robustbench_cli.detectors.store import DetectionStore
     from robustbench_cli.errors import UserError
     from robustbench_cli.evaluation.runner import AttackSpec, check_protocol
+    from robustbench_cli.evaluation.shard import launch
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
@@ -44,14 +45,18 @@ def detect(cfg) -> list[dict]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     store = DetectionStore(run_dir, identity)
     finished = store.load() if flag("resume", cfg.resume) else {}
-    if finished:
+    shard = launch(cfg.get("trainer"))  # from here on, one copy of this per process
+    if finished and shard.is_main:
         print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
     report = run_detection(target.model, target.test_set, detector_cfg, specs, eps_list,
                            head=target.meta["model"].get("head", "sce"), protocol=protocol,
                            seed=cfg.seed, batch_size=cfg.batch_size,
                            num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-                           progress=cfg.progress, finished=finished, on_row=store.save)
+                           progress=cfg.progress, finished=finished, shard=shard,
+                           on_row=store.save if shard.is_main else None)
     rows = [{**row, **identity} for row in report.rows]
+    if not shard.is_main:
+        return rows  # the main process writes the results
     write_detection_results(run_dir, rows)
     _write_plots(run_dir, report, rows)
     write_run_record(run_dir, cfg, {**target.identity(), "trained_with": target.trained_with()})

@@ -34,6 +34,7 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.evaluation.curve import write_minimal_eps
     from robustbench_cli.evaluation.row_store import RowStore
     from robustbench_cli.evaluation.runner import check_curve, check_protocol, check_top5, evaluate
+    from robustbench_cli.evaluation.shard import NEAR_TIE, launch
     from robustbench_cli.evaluation.target import load_target
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting import print_results
@@ -58,19 +59,33 @@ def evaluate(cfg) -> list[dict]:
     identity = {**target.identity(), **view.identity, "n": len(target.test_set), "protocol": protocol}
     store = RowStore(run_dir, identity)
     finished = store.load() if cfg.resume else {}
-    if finished:
+    shard = launch(cfg.get("trainer"))  # from here on, one copy of this per process
+    if finished and shard.is_main:
         print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
-    evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol, top5=top5,
-             sanity=sanity, batch_size=cfg.batch_size,
-             num_workers=target.dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress,
-             worst_case=several, curve=cfg.curve, finished=finished,
-             on_row=lambda row: store.save(view.annotate(row)))
+    clean = {}
+
+    def save(row):
+        store.save(view.annotate(row))
+
+    rows = evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol,
+                    top5=top5, sanity=sanity, batch_size=cfg.batch_size,
+                    num_workers=target.dataset_cfg.num_workers, device=cfg.device,
+                    progress=cfg.progress, worst_case=several, curve=cfg.curve,
+                    finished=finished, shard=shard,
+                    on_clean=lambda outcomes: clean.update(near_ties=outcomes.near_ties),
+                    on_row=save if shard.is_main else None)
+    if not shard.is_main:
+        return rows  # the main process writes the results
     rows = store.rows
     notes = store.notes()
     write_minimal_eps(run_dir, rows, row_outcomes(rows, store.points))
     write_run_record(run_dir, cfg, {**identity, "trained_with": target.trained_with(),
-                                    "sanity": {"checked": sanity, "failed": sanity_failures(rows)}})
+                                    "sanity": {"checked": sanity, "failed": sanity_failures(rows)},
+                                    "processes": shard.world_size, **clean})
     print_results(rows, notes)
+    if shard.world_size > 1 and clean["near_ties"]:
+        print(f"{clean['near_ties']} point(s) have clean top-2 logits within {NEAR_TIE:g}: float "
+              f"reduction order over {shard.world_size} processes may change their outcomes")
     view.report(rows)
     print(f"results in {run_dir}")
     index_run(cfg, run_dir)

@@ -28,6 +28,7 @@ from robustbench_cli.detectors.base import Decisions
 from robustbench_cli.detectors.roc import roc_auc, roc_curve
 from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.runner import check_protocol, progress_bar, resolve_device
+from robustbench_cli.evaluation.shard import SINGLE, Shard
 from robustbench_cli.reporting.formatting import format_eps
 from robustbench_cli.reporting.stats import interval_fields
 
@@ -95,17 +96,26 @@ def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: 
                   protocol: str = "robust", seed: int = 0, batch_size: int = 256,
                   num_workers: int = 0, device: str = "auto", progress: bool = True,
                   finished: dict | None = None,
-                  on_row: Callable[[dict, Measured], None] | None = None) -> DetectionReport:
+                  on_row: Callable[[dict, Measured], None] | None = None,
+                  shard: Shard = SINGLE) -> DetectionReport:
     """Calibrate the detector `detector_cfg` (its config: name, calibration_fraction, params)
     and measure it clean and under each attack spec at each eps > 0, one row at a time.
 
     `finished` maps (attack, eps) to a Measured row of an interrupted run, which is reused;
-    `on_row(row, measured)` is called as each attack row is done (computed or reused)."""
+    `on_row(row, measured)` is called as each attack row is done (computed or reused).
+
+    With a `shard` of several processes, each calibrates the detector on the whole
+    calibration part (seeded: the same detector everywhere) and measures its block of the
+    evaluation part; every row is built from all processes' per-point outcomes."""
     params = dict(detector_cfg)
     name = params.pop("name")
     calibration, evaluation = calibration_split(len(dataset), params.pop("calibration_fraction"), seed)
     finished = dict(finished or {})
-    device = resolve_device(device)
+    device = shard.device or resolve_device(device)
+    if len(evaluation) < shard.world_size:
+        raise UserError(f"{len(evaluation)} evaluation point(s) cannot be shared by "
+                        f"{shard.world_size} processes")
+    evaluation = [evaluation[i] for i in shard.block(len(evaluation))]  # this process's points
     was_training = model.training
     model.eval().to(device)
     all_points = check_protocol(protocol) == "all_points"
@@ -117,8 +127,9 @@ def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: 
         loader = _loader(dataset, evaluation, batch_size, num_workers)
         points = torch.tensor(evaluation, dtype=torch.long)  # dataset index of each point
         todo = [key for key in keys if (key[0].name, key[1]) not in finished]
-        with progress_bar(progress, len(loader) * (1 + len(todo))) as advance:
-            clean = _measure_clean(model, detector, loader, device, advance)
+        with progress_bar(progress and shard.is_main, len(loader) * (1 + len(todo))) as advance:
+            local_clean = _measure_clean(model, detector, loader, device, advance)
+            clean = _gathered(local_clean, shard)
             report = _Report(clean.arrays, detector, settings, len(calibration), protocol,
                              round(clean.seconds, 4))
             for spec, eps in keys:
@@ -126,14 +137,21 @@ def run_detection(model, dataset, detector_cfg: dict, specs, eps_list, *, head: 
                 if key not in finished:
                     attack = attacks.build(spec.name, model, eps=eps, **spec.params)
                     attack.stop_at(None if all_points else 1)
-                    finished[key] = _measure_attack(model, detector, attack, loader, points, clean.arrays,
-                                                    all_points, device, advance)
+                    finished[key] = _gathered(
+                        _measure_attack(model, detector, attack, loader, points, local_clean.arrays,
+                                        all_points, device, advance), shard)
                 row = report.add(spec.name, eps, spec.params, finished[key])
                 if on_row:
                     on_row(row, finished[key])
     finally:
         model.train(was_training)
     return report.result()
+
+
+def _gathered(measured: Measured, shard: Shard) -> Measured:
+    """All processes' per-point outcomes of a row, in order, and its wall time."""
+    seconds, _ = shard.combine(measured.seconds, {})
+    return Measured({key: shard.gather(value) for key, value in measured.arrays.items()}, seconds)
 
 
 def _loader(dataset, indices, batch_size, num_workers) -> DataLoader:

@@ -44,7 +44,7 @@ def bisect_rows(model, loader, spec, eps_list: list[float], clean, device, advan
     fooled = torch.full_like(survived, len(levels))
     seconds = [0.0] * len(levels)
     stats = [defaultdict(float) for _ in levels]
-    offset = 0
+    offset = clean.block.start
     for x, y in loader:
         points = clean.attacked[offset:offset + len(y)].nonzero().squeeze(1) + offset
         local = points - offset
@@ -74,6 +74,9 @@ def bisect_rows(model, loader, spec, eps_list: list[float], clean, device, advan
                 low[rows[~wrong]] = level
         survived[points], fooled[points] = low, high
         advance()
+    fooled = clean.gather(fooled)
+    for level in range(len(levels)):
+        seconds[level], stats[level] = clean.shard.combine(seconds[level], stats[level])
     named = next(iter(attack_at.values()), None) or attacks.build(spec.name, model, eps=levels[-1],
                                                                   **spec.params)
     finished = {}

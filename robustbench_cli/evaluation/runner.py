@@ -29,12 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from robustbench_cli import attacks, checks
 from robustbench_cli.attacks.base import in_top_k
 from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.curve import CURVES, bisect_rows
+from robustbench_cli.evaluation.shard import NEAR_TIE, SINGLE, Shard
 from robustbench_cli.models.layout import channels_last
 from robustbench_cli.reporting.rows import SANITY_CHECK, series_name
 from robustbench_cli.reporting.stats import interval_fields
@@ -135,7 +136,9 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
              batch_size: int = 256, num_workers: int = 0, device: str = "auto",
              progress: bool = True, worst_case: bool | None = None,
              curve: str = "sweep", finished: dict | None = None,
-             on_row: Callable[[Finished], None] | None = None) -> list[dict]:
+             on_row: Callable[[Finished], None] | None = None,
+             on_clean: Callable[["_Clean"], None] | None = None,
+             shard: Shard = SINGLE) -> list[dict]:
     """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows,
     plus a worst-case row per eps (by default when there are several attacks) and, with
     `sanity`, one unbounded-budget row per white-box attack.
@@ -144,27 +147,37 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     (see evaluation/curve.py) instead of one run per eps: top-1, `robust` protocol only.
 
     `finished` maps AttackSpec.key(eps) to a Finished row already computed; `on_row` is
-    called with every row as soon as it is done, computed or not."""
+    called with every row as soon as it is done, computed or not, and `on_clean` with the
+    clean outcomes once they are known.
+
+    `shard` (see evaluation/shard.py): this process evaluates its block of the points and
+    every row is built from all processes' per-point outcomes, so each process returns the
+    whole table; only the main one shows progress."""
     protocol, top5 = check_protocol(protocol), check_top5(top5)
     curve = check_curve(curve, protocol, top5)
     worst_case = len(specs) > 1 if worst_case is None else worst_case
     # A resumed run keeps only rows of its own kind (sweep or minimal) and its sanity rows.
     finished = {key: f for key, f in (finished or {}).items()
                 if key[2] or (f.row.get("curve") == "minimal") == (curve == "minimal")}
-    device = resolve_device(device)
+    device = shard.device or resolve_device(device)
     jobs = [(s, eps) for s in specs for eps in eps_list]
     if sanity:
         jobs += sanity_specs(specs, dataset[0][0].numel())
     was_training = model.training
     model.eval().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    block = shard.block(len(dataset))
+    loader = DataLoader(dataset if shard.world_size == 1 else Subset(dataset, block),
+                        batch_size=batch_size, shuffle=False, num_workers=num_workers)
     bisected = curve == "minimal"
     # Passes over the data: the clean one, one per missing row (one per attack when bisected).
     todo = {spec.key(0)[0] if bisected and not spec.check else spec.key(eps)
             for spec, eps in jobs if spec.key(eps) not in finished}
     try:
-        with channels_last(model), progress_bar(progress, len(loader) * (len(todo) + 1)) as advance:
-            clean = _clean_pass(model, loader, device, advance, protocol, top5)
+        with channels_last(model), progress_bar(progress and shard.is_main,
+                                                len(loader) * (len(todo) + 1)) as advance:
+            clean = _clean_pass(model, loader, device, advance, protocol, top5, shard, block)
+            if on_clean:
+                on_clean(clean)
             rows = []
             for spec, eps in jobs:
                 key = spec.key(eps)
@@ -191,11 +204,19 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
 
 @dataclass
 class _Clean:
-    correct: torch.Tensor  # bool per point, on the CPU
+    correct: torch.Tensor  # bool per point (of every process), on the CPU
     top5: torch.Tensor
     with_top5: bool
     protocol: str
     randomized: bool = False  # two passes over the same inputs disagreed
+    near_ties: int = 0  # points whose two largest clean logits are closer than NEAR_TIE
+    shard: Shard = SINGLE
+    block: range = range(0)  # the positions of this process's points
+
+    def gather(self, local: torch.Tensor) -> torch.Tensor:
+        """All processes' values of a per-point tensor, from this process's full-length copy
+        (whose block it filled)."""
+        return self.shard.gather(local[self.block.start:self.block.stop])
 
     @property
     def attacked(self) -> torch.Tensor:
@@ -227,8 +248,9 @@ class _Clean:
         return _ordered(row)
 
 
-def _clean_pass(model, loader, device, advance, protocol, top5) -> _Clean:
+def _clean_pass(model, loader, device, advance, protocol, top5, shard, block) -> _Clean:
     correct, hits, classes, randomized = [], [], 0, None
+    near_ties = 0
     with torch.inference_mode():
         for x, y in loader:
             x, y = x.to(device), y.to(device)
@@ -238,11 +260,20 @@ def _clean_pass(model, loader, device, advance, protocol, top5) -> _Clean:
             correct.append((logits.argmax(1) == y).cpu())
             hits.append(in_top_k(logits, y, 5).cpu())
             classes = logits.shape[1]
+            top2 = logits.topk(min(2, classes), dim=1).values
+            near_ties += int((top2[:, 0] - top2[:, -1] < NEAR_TIE).sum()) if classes > 1 else 0
             advance()
+    # A process may have no points: the others tell the class count and the randomness.
+    processes = shard.gather_values((classes, bool(randomized), near_ties))
+    classes = max(c for c, _, _ in processes)
+    randomized = any(r for _, r, _ in processes)
+    near_ties = sum(t for _, _, t in processes)
     if top5 == "true" and classes <= 5:
         raise UserError(f"top5=true needs more than 5 classes, the model predicts {classes}")
     with_top5 = classes > 5 if top5 == "auto" else top5 == "true"
-    return _Clean(torch.cat(correct), torch.cat(hits), with_top5, protocol, bool(randomized))
+    empty = torch.zeros(0, dtype=torch.bool)
+    return _Clean(shard.gather(torch.cat(correct or [empty])), shard.gather(torch.cat(hits or [empty])),
+                  with_top5, protocol, randomized, near_ties, shard, block)
 
 
 def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, device,
@@ -259,7 +290,7 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
     with_top5 = clean.with_top5
     correct, top5, attacked = clean.correct.clone(), clean.top5.clone(), clean.attacked
     stats: dict[str, float] = defaultdict(float)
-    seconds, offset = 0.0, 0
+    seconds, offset = 0.0, clean.block.start
     for x, y in loader:
         batch = slice(offset, offset + len(y))
         offset += len(y)
@@ -277,6 +308,8 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
             for key, value in getattr(attack, "stats", {}).items():
                 stats[key] += value
         advance()
+    correct, top5 = clean.gather(correct), clean.gather(top5)
+    seconds, stats = clean.shard.combine(seconds, stats)
     correct, top5 = clean.counted(correct, top5 if with_top5 else None)
     row = clean.row(correct, top5, attack=spec.name, eps=eps, seconds=round(seconds, 4))
     row["protocol"] = protocol
