@@ -50,7 +50,7 @@ def detect(cfg) -> list[dict]:
                            head=target.meta["model"].get("head", "sce"), protocol=protocol,
                            seed=cfg.seed, batch_size=cfg.batch_size,
                            num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-                           progress=cfg.progress, finished=finished, on_row=store.save)
+                           progress=flag("progress", cfg.progress), finished=finished, on_row=store.save)
     rows = [{**row, **identity} for row in report.rows]
     write_detection_results(run_dir, rows)
     _write_plots(run_dir, report, rows)

@@ -61,8 +61,8 @@ def evaluate(cfg) -> list[dict]:
     if finished:
         print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
     evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol, top5=top5,
-             sanity=sanity, batch_size=cfg.batch_size,
-             num_workers=target.dataset_cfg.num_workers, device=cfg.device, progress=cfg.progress,
+             sanity=sanity, batch_size=cfg.batch_size, progress=flag("progress", cfg.progress),
+             num_workers=target.dataset_cfg.num_workers, device=cfg.device,
              worst_case=several, curve=cfg.curve, finished=finished,
              on_row=lambda row: store.save(view.annotate(row)))
     rows = store.rows
