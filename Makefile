@@ -24,6 +24,7 @@ bench:
 	$(PY) tests/bench_attacks.py
 	$(PY) tests/bench_reliable.py
 	$(PY) tests/bench_fit.py
+	$(PY) tests/bench_sweep.py
 
 clean:
 	rm -rf outputs multirun bench_out build dist *.egg-info .pytest_cache .ruff_cache

@@ -52,7 +52,7 @@ def detect(cfg) -> list[dict]:
                            head=target.meta["model"].get("head", "sce"), protocol=protocol,
                            seed=cfg.seed, batch_size=cfg.batch_size,
                            num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-                           progress=cfg.progress, finished=finished, shard=shard,
+                           progress=flag("progress", cfg.progress), finished=finished, shard=shard,
                            on_row=store.save if shard.is_main else None)
     rows = [{**row, **identity} for row in report.rows]
     if not shard.is_main:

@@ -70,7 +70,7 @@ def evaluate(cfg) -> list[dict]:
     rows = evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol,
                     top5=top5, sanity=sanity, batch_size=cfg.batch_size,
                     num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-                    progress=cfg.progress, worst_case=several, curve=cfg.curve,
+                    progress=flag("progress", cfg.progress), worst_case=several, curve=cfg.curve,
                     finished=finished, shard=shard,
                     on_clean=lambda outcomes: clean.update(near_ties=outcomes.near_ties),
                     on_row=save if shard.is_main else None)

@@ -5,7 +5,9 @@ them, so we set it for our own process and print a single line instead. Users wh
 HYDRA_FULL_ERROR=1 themselves still get the full traceback.
 
 In a multirun, a job that fails is recorded (error.json in its folder) and the sweep goes
-on; the exit code is non-zero when any job failed.
+on; the exit code is non-zero when any job failed. Jobs may run in other processes or on
+other hosts (hydra/launcher=joblib, submitit_*), so the failures are read back from their
+folders at the end (sweep_summary.SweepFailures).
 """
 
 import os
@@ -43,11 +45,11 @@ def run(command: str, config_name: str, task: Callable) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
+    from robustbench_cli.commands import sweep_summary
     from robustbench_cli.errors import UserError
 
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    failures: list[str] = []
 
     @hydra.main(version_base=None, config_path=CONFIG_PATH, config_name=config_name)
     def app(cfg) -> None:
@@ -72,12 +74,12 @@ def run(command: str, config_name: str, task: Callable) -> int:
             write_job_failure(hc.runtime.output_dir, list(hc.overrides.task), message)
             if not isinstance(error, UserError):
                 traceback.print_exc()
-            failures.append(f"job {hc.job.num} ({' '.join(hc.overrides.task)}): {message}")
             print(f"robust {command}: job {hc.job.num} failed: {message}", file=sys.stderr)
 
+    from robustbench_cli.commands.launchers import missing_launcher
     from robustbench_cli.config import renamed_override
 
-    gone = renamed_override(sys.argv[1:])
+    gone = renamed_override(sys.argv[1:]) or missing_launcher(sys.argv[1:])
     if gone:
         print(f"robust {command}: error: {gone}", file=sys.stderr)
         return 2
@@ -90,9 +92,10 @@ def run(command: str, config_name: str, task: Callable) -> int:
             raise
         print(f"robust {command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    failures = sweep_summary.failed_jobs
     if failures:
         print(f"robust {command}: {len(failures)} job(s) failed:", file=sys.stderr)
-        for line in failures:
+        for line in failures.values():
             print(f"  {line}", file=sys.stderr)
         return 1
     return 0

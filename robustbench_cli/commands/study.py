@@ -15,13 +15,13 @@ interrupted. Then writes the study's tables (tables/ID.md, .csv) and report.md t
   output_dir=DIR    default outputs
   dry_run=true      show which stages would run, are cached or would resume
   report_dir=DIR    also copy report.md and tables/ there (docs/results/NAME)
-  OVERRIDE          a dotted key (dataset.root=DIR, dataset.limit_test=500) or seed=/device=:
+  OVERRIDE          a dotted key (dataset.root=DIR, dataset.limit_test=500) or seed=/device=/progress=:
                     added to every stage, so each command must know it
 
 studies: {studies}"""
 
 KEYS = ("tables", "scale", "output_dir", "dry_run", "report_dir")
-SHARED_KEYS = ("seed", "device")  # undotted keys every command has
+SHARED_KEYS = ("seed", "device", "progress")  # undotted keys every command has
 
 
 def parse(args: list[str]) -> tuple[str, dict]:

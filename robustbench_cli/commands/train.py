@@ -14,7 +14,7 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
     from robustbench_cli.checkpoints import file_sha256
     from robustbench_cli.config import recorded_dataset_config
     from robustbench_cli.lit.classifier import ClassifierModule
-    from robustbench_cli.lit.fit import fit
+    from robustbench_cli.lit.fit import fit, trainer_settings
 
     stage_dir = Path(stage_dir)
     meta = {
@@ -25,7 +25,7 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
         "seed": cfg.seed,
     }
     module = ClassifierModule(model, OmegaConf.to_container(cfg.optim), meta, epochs, objective)
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg = trainer_settings(cfg)
     has_val = cfg.dataset.val_fraction > 0
     if not has_val:
         trainer_cfg["limit_val_batches"] = 0
@@ -63,10 +63,12 @@ def train(cfg, run_dir=None) -> dict:
     from robustbench_cli.data import RobustDataModule
     from robustbench_cli.defenses import plan_training
     from robustbench_cli.defenses.registry import defense
+    from robustbench_cli.lit.fit import trainer_settings
     from robustbench_cli.provenance import git_revision
     from robustbench_cli.reporting import atomic_write_text
 
     check_train_config(cfg)
+    trainer_settings(cfg)  # a bad progress value stops the run here, before any data loads
     for benign in (".*LeafSpec.*", ".*smaller than the logging interval.*"):  # Lightning's, not actionable
         warnings.filterwarnings("ignore", message=benign)
     if run_dir is None:

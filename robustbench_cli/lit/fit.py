@@ -40,6 +40,20 @@ class SaveOnInterrupt(Callback):
             trainer.save_checkpoint(self.path, weights_only=False)  # full state, to resume
 
 
+def trainer_settings(cfg) -> dict:
+    """cfg.trainer as Trainer keyword arguments, under the top-level `progress` switch:
+    progress=false or trainer.enable_progress_bar=false fits without a progress bar."""
+    from omegaconf import OmegaConf
+
+    from robustbench_cli.checks import flag
+
+    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    bar = settings.get("enable_progress_bar", True)
+    settings["enable_progress_bar"] = (flag("progress", cfg.get("progress", True))
+                                       and flag("trainer.enable_progress_bar", bar))
+    return settings
+
+
 def fit(module: pl.LightningModule, data: pl.LightningDataModule, stage_dir, *, trainer_cfg: dict,
         epochs: int, monitor: str | None, mode: str, callbacks=(), resume_from=None,
         run_dir=None) -> Fitted:
@@ -52,8 +66,10 @@ def fit(module: pl.LightningModule, data: pl.LightningDataModule, stage_dir, *, 
     checkpoints = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor=monitor,
                                   mode=mode, save_top_k=1, save_last=True, enable_version_counter=False)
     last = stage_dir / "checkpoints" / "last.ckpt"
+    # Lightning refuses a progress-bar callback beside enable_progress_bar=False
+    bar = [RichProgressBar()] if trainer_cfg.get("enable_progress_bar", True) else []
     trainer = pl.Trainer(**{**trainer_cfg, "max_epochs": epochs}, default_root_dir=stage_dir,
-                         callbacks=[checkpoints, SaveOnInterrupt(last), RichProgressBar(), *callbacks],
+                         callbacks=[checkpoints, SaveOnInterrupt(last), *bar, *callbacks],
                          logger=CSVLogger(stage_dir, name="logs", version=""))
     start, started_at = time.perf_counter(), time.time()
     best = stage_dir / "checkpoints" / "best.ckpt"

@@ -46,7 +46,7 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
     from robustbench_cli.defenses.hgd.pairs import PairMaker
     from robustbench_cli.defenses.hgd.settings import train_settings
     from robustbench_cli.lit.denoiser import DenoiserModule
-    from robustbench_cli.lit.fit import fit
+    from robustbench_cli.lit.fit import fit, trainer_settings
     from robustbench_cli.provenance import git_revision
     from robustbench_cli.reporting import atomic_write_text
 
@@ -86,7 +86,7 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
                             pairs=maker if settings.online else None,
                             seed=cfg.seed, monitor="val_loss" if has_val else "train_loss_epoch")
 
-    fitted = fit(module, pair_data, run_dir, trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
+    fitted = fit(module, pair_data, run_dir, trainer_cfg=trainer_settings(cfg),
                  epochs=cfg.trainer.max_epochs, monitor="val_loss" if has_val else None, mode="min",
                  resume_from=resume_from)
     trainer, tested, best = fitted.trainer, fitted.tested, fitted.best
