@@ -30,6 +30,7 @@ def detect(cfg) -> list[dict]:
         raise UserError(f"robust detect examines a classifier as trained; defense={chosen.name} "
                         f"wraps it at eval time and is not supported here")
     positive_int("batch_size", cfg.batch_size)
+    progress = flag("progress", cfg.progress)
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
     # No fgsm_pred companion as in `robust eval`: label leaking concerns accuracy, not detection.
@@ -52,7 +53,7 @@ def detect(cfg) -> list[dict]:
                            head=target.meta["model"].get("head", "sce"), protocol=protocol,
                            seed=cfg.seed, batch_size=cfg.batch_size,
                            num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-                           progress=flag("progress", cfg.progress), finished=finished, shard=shard,
+                           progress=progress, finished=finished, shard=shard,
                            on_row=store.save if shard.is_main else None)
     rows = [{**row, **identity} for row in report.rows]
     if not shard.is_main:

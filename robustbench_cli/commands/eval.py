@@ -46,6 +46,7 @@ def evaluate(cfg) -> list[dict]:
     protocol, top5 = check_protocol(cfg.protocol), check_top5(cfg.top5)
     check_curve(cfg.curve, protocol, top5)  # before any model loads
     sanity = flag("sanity", cfg.sanity)
+    progress = flag("progress", cfg.progress)
     positive_int("batch_size", cfg.batch_size)
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
@@ -70,7 +71,7 @@ def evaluate(cfg) -> list[dict]:
     rows = evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol,
                     top5=top5, sanity=sanity, batch_size=cfg.batch_size,
                     num_workers=target.dataset_cfg.num_workers, device=cfg.device,
-                    progress=flag("progress", cfg.progress), worst_case=several, curve=cfg.curve,
+                    progress=progress, worst_case=several, curve=cfg.curve,
                     finished=finished, shard=shard,
                     on_clean=lambda outcomes: clean.update(near_ties=outcomes.near_ties),
                     on_row=save if shard.is_main else None)
