@@ -30,6 +30,7 @@ from robustbench_cli import checks
 from robustbench_cli.attacks import params
 from robustbench_cli.attacks.bpda import non_differentiable, straight_through
 from robustbench_cli.errors import UserError
+from robustbench_cli.models.precision import FP16_LOSS_SCALE, float16_autocast
 
 
 @contextmanager
@@ -227,11 +228,23 @@ class Attack(ABC):
         x = x.detach().requires_grad_(True)
         logits_sum, grad_sum = 0, 0
         for _ in range(self.eot_samples):
-            logits = self.model(x)
-            (grad,) = torch.autograd.grad(objective(logits), x)
-            logits_sum, grad_sum = logits_sum + logits.detach(), grad_sum + grad
+            logits, grad = self._scaled_gradient(x, objective)
+            logits_sum, grad_sum = logits_sum + logits.detach().float(), grad_sum + grad
         self.stats["gradient_passes"] += self.eot_samples * len(x)
         return logits_sum / self.eot_samples, grad_sum / self.eot_samples
+
+    def _scaled_gradient(self, x: torch.Tensor, objective) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward/backward pass. Under float16 autocast the loss is scaled up before the
+        backward pass, so small gradients do not flush to zero in float16 (a masked gradient),
+        and the gradient scaled back in float32; a scale that overflows is halved and the
+        pass redone."""
+        scale = FP16_LOSS_SCALE if float16_autocast(x.device) else 1.0
+        while True:
+            logits = self.model(x)
+            (grad,) = torch.autograd.grad(objective(logits) * scale, x)
+            if scale == 1.0 or torch.isfinite(grad).all():
+                return logits, grad / scale
+            scale /= 2
 
     @torch.no_grad()
     def _predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.evaluation.runner import check_curve, check_protocol, check_top5, evaluate
     from robustbench_cli.evaluation.shard import NEAR_TIE, launch
     from robustbench_cli.evaluation.target import load_target
+    from robustbench_cli.models.precision import run_precision
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting import print_results
     from robustbench_cli.reporting.notes import sanity_failures
@@ -47,6 +48,7 @@ def evaluate(cfg) -> list[dict]:
     check_curve(cfg.curve, protocol, top5)  # before any model loads
     sanity = flag("sanity", cfg.sanity)
     progress = flag("progress", cfg.progress)
+    precision = run_precision(cfg)
     positive_int("batch_size", cfg.batch_size)
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
@@ -57,7 +59,8 @@ def evaluate(cfg) -> list[dict]:
     view = chosen.eval_view(cfg, target, specs, overrides)  # the classifier, or a defense around it
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    identity = {**target.identity(), **view.identity, "n": len(target.test_set), "protocol": protocol}
+    identity = {**target.identity(), **view.identity, "n": len(target.test_set), "protocol": protocol,
+                **({"precision": precision} if precision != "32" else {})}
     store = RowStore(run_dir, identity)
     finished = store.load() if cfg.resume else {}
     shard = launch(cfg.get("trainer"))  # from here on, one copy of this per process
@@ -72,7 +75,7 @@ def evaluate(cfg) -> list[dict]:
                     top5=top5, sanity=sanity, batch_size=cfg.batch_size,
                     num_workers=target.dataset_cfg.num_workers, device=cfg.device,
                     progress=progress, worst_case=several, curve=cfg.curve,
-                    finished=finished, shard=shard,
+                    finished=finished, shard=shard, precision=precision,
                     on_clean=lambda outcomes: clean.update(near_ties=outcomes.near_ties),
                     on_row=save if shard.is_main else None)
     if not shard.is_main:

@@ -24,7 +24,8 @@ from robustbench_cli.reporting.points import (
 )
 from robustbench_cli.reporting.rows import series_name
 
-IDENTITY_KEYS = ("model", "dataset", "checkpoint_sha256", "n", "seed", "protocol")
+IDENTITY_KEYS = ("model", "dataset", "checkpoint_sha256", "n", "seed", "protocol", "precision")
+OPTIONAL_KEYS = ("precision",)  # absent from a run's identity and rows at the default (32)
 
 
 def finished_rows(run_dir: Path, identity: dict, keys) -> list[dict]:
@@ -36,9 +37,9 @@ def finished_rows(run_dir: Path, identity: dict, keys) -> list[dict]:
     rows = json.loads(results.read_text())
     for row in rows:
         for key in keys:
-            if key in identity and row.get(key) != identity[key]:
+            if (key in identity or key in OPTIONAL_KEYS) and row.get(key) != identity.get(key):
                 raise UserError(f"cannot resume in {run_dir}: its results have {key}="
-                                f"{row.get(key)!r}, this run {identity[key]!r}")
+                                f"{row.get(key)!r}, this run {identity.get(key)!r}")
     return rows
 
 

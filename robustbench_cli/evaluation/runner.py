@@ -37,6 +37,7 @@ from robustbench_cli.errors import UserError
 from robustbench_cli.evaluation.curve import CURVES, bisect_rows
 from robustbench_cli.evaluation.shard import NEAR_TIE, SINGLE, Shard
 from robustbench_cli.models.layout import channels_last
+from robustbench_cli.models.precision import autocast
 from robustbench_cli.reporting.rows import SANITY_CHECK, series_name
 from robustbench_cli.reporting.stats import interval_fields
 
@@ -138,7 +139,7 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
              curve: str = "sweep", finished: dict | None = None,
              on_row: Callable[[Finished], None] | None = None,
              on_clean: Callable[["_Clean"], None] | None = None,
-             shard: Shard = SINGLE) -> list[dict]:
+             shard: Shard = SINGLE, precision: str = "32") -> list[dict]:
     """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows,
     plus a worst-case row per eps (by default when there are several attacks) and, with
     `sanity`, one unbounded-budget row per white-box attack.
@@ -152,7 +153,8 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
 
     `shard` (see evaluation/shard.py): this process evaluates its block of the points and
     every row is built from all processes' per-point outcomes, so each process returns the
-    whole table; only the main one shows progress."""
+    whole table; only the main one shows progress. `precision` (see models/precision.py):
+    the clean pass and the attacks run under that autocast."""
     protocol, top5 = check_protocol(protocol), check_top5(top5)
     curve = check_curve(curve, protocol, top5)
     worst_case = len(specs) > 1 if worst_case is None else worst_case
@@ -173,8 +175,8 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     todo = {spec.key(0)[0] if bisected and not spec.check else spec.key(eps)
             for spec, eps in jobs if spec.key(eps) not in finished}
     try:
-        with channels_last(model), progress_bar(progress and shard.is_main,
-                                                len(loader) * (len(todo) + 1)) as advance:
+        with channels_last(model), autocast(precision, device), progress_bar(
+                progress and shard.is_main, len(loader) * (len(todo) + 1)) as advance:
             clean = _clean_pass(model, loader, device, advance, protocol, top5, shard, block)
             if on_clean:
                 on_clean(clean)

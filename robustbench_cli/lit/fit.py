@@ -42,12 +42,15 @@ class SaveOnInterrupt(Callback):
 
 def trainer_settings(cfg) -> dict:
     """cfg.trainer as Trainer keyword arguments, under the top-level `progress` switch:
-    progress=false or trainer.enable_progress_bar=false fits without a progress bar."""
+    progress=false or trainer.enable_progress_bar=false fits without a progress bar. Its
+    precision is one models/precision.py knows (16-mixed: not on the CPU)."""
     from omegaconf import OmegaConf
 
     from robustbench_cli.checks import flag
+    from robustbench_cli.models.precision import check_precision
 
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    check_precision(settings.get("precision", 32), str(settings.get("accelerator", "auto")))
     bar = settings.get("enable_progress_bar", True)
     settings["enable_progress_bar"] = (flag("progress", cfg.get("progress", True))
                                        and flag("trainer.enable_progress_bar", bar))

@@ -24,7 +24,8 @@ LEADING_COLUMNS = (
     "seed",
 )
 # Rows differing in one of these are never compared or put in one column; a protocol too.
-IDENTITY_KEYS = ("model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed", "protocol")
+IDENTITY_KEYS = ("model", "dataset", "defense", "checkpoint", "checkpoint_sha256", "seed", "protocol",
+                 "precision")
 NAMED_BY_VALUE = ("model", "dataset", "defense")  # "vgg16" reads fine without "model="
 SHORT_KEYS = {"checkpoint": "ckpt", "checkpoint_sha256": "sha"}
 NORM_BY_ATTACK = {"jsma": "l0"}  # eps is a per-feature change under an L0 budget
