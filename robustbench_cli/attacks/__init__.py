@@ -29,6 +29,7 @@ _REGISTRY = {
     "random_sign": "noise:RandomSign",
     "trunc_normal": "noise:TruncNormal",
     "transfer": "transfer:Transfer",
+    "saved": "saved:Saved",
     "apgd": "apgd:APGD",
     "square": "square:Square",
     "fab": "fab:FAB",

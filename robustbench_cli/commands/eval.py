@@ -31,6 +31,8 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.config import parse_eps
     from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
     from robustbench_cli.defenses.registry import defense
+    from robustbench_cli.errors import UserError
+    from robustbench_cli.evaluation.adversarial_sets import check_mode, write_set
     from robustbench_cli.evaluation.curve import write_minimal_eps
     from robustbench_cli.evaluation.row_store import RowStore
     from robustbench_cli.evaluation.runner import check_curve, check_protocol, check_top5, evaluate
@@ -49,6 +51,10 @@ def evaluate(cfg) -> list[dict]:
     sanity = flag("sanity", cfg.sanity)
     progress = flag("progress", cfg.progress)
     precision = run_precision(cfg)
+    keep = check_mode(cfg.save_adversarial)
+    if keep != "false" and cfg.curve == "minimal":
+        raise UserError("save_adversarial needs the row-by-row sweep (curve=null): curve=minimal "
+                        "attacks each point at a few of the eps values only")
     positive_int("batch_size", cfg.batch_size)
     eps_list = parse_eps(cfg.eps)
     overrides = list(HydraConfig.get().overrides.task)
@@ -68,14 +74,19 @@ def evaluate(cfg) -> list[dict]:
         print(f"resuming in {run_dir}: {len(finished)} finished row(s) kept")
     clean = {}
 
-    def save(row):
-        store.save(view.annotate(row))
+    def save(finished):
+        finished = view.annotate(finished)
+        store.save(finished)
+        if finished.images is not None:
+            write_set(run_dir, {**finished.row, **identity}, finished.images, keep, target.test_set)
+            finished.images = None  # written: free the memory
 
     rows = evaluate(view.model, target.test_set, view.specs, eps_list, protocol=protocol,
                     top5=top5, sanity=sanity, batch_size=cfg.batch_size,
                     num_workers=target.dataset_cfg.num_workers, device=cfg.device,
                     progress=progress, worst_case=several, curve=cfg.curve,
                     finished=finished, shard=shard, precision=precision,
+                    keep_images=keep != "false",
                     on_clean=lambda outcomes: clean.update(near_ties=outcomes.near_ties),
                     on_row=save if shard.is_main else None)
     if not shard.is_main:

@@ -73,6 +73,18 @@ class AttackSpec:
 
 
 @dataclass
+class Images:
+    """Per evaluated point, the image a row showed the model (adversarial where attacked, else
+    clean), its label, the model's prediction on it and whether it was attacked."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    predictions: torch.Tensor
+    attacked: torch.Tensor
+    norm: str | None = None  # the ball the attack kept them in
+
+
+@dataclass
 class Finished:
     """A computed row and, per point, whether it counts as correct (top-1, and top-5 where
     reported) under the row's attack and protocol."""
@@ -81,6 +93,7 @@ class Finished:
     correct: torch.Tensor  # bool, one per evaluated point
     top5: torch.Tensor | None = None
     clean: torch.Tensor | None = None  # the clean top-1 outcomes the row is paired with
+    images: "Images | None" = None  # what the model saw, with `keep_images`
 
 
 def resolve_device(name: str) -> torch.device:
@@ -139,7 +152,7 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
              curve: str = "sweep", finished: dict | None = None,
              on_row: Callable[[Finished], None] | None = None,
              on_clean: Callable[["_Clean"], None] | None = None,
-             shard: Shard = SINGLE, precision: str = "32") -> list[dict]:
+             shard: Shard = SINGLE, precision: str = "32", keep_images: bool = False) -> list[dict]:
     """Accuracy of `model` on `dataset` under each attack at each eps: a list of result rows,
     plus a worst-case row per eps (by default when there are several attacks) and, with
     `sanity`, one unbounded-budget row per white-box attack.
@@ -154,7 +167,8 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     `shard` (see evaluation/shard.py): this process evaluates its block of the points and
     every row is built from all processes' per-point outcomes, so each process returns the
     whole table; only the main one shows progress. `precision` (see models/precision.py):
-    the clean pass and the attacks run under that autocast."""
+    the clean pass and the attacks run under that autocast. `keep_images`: each computed
+    attack row's Finished carries its Images (not the sanity rows)."""
     protocol, top5 = check_protocol(protocol), check_top5(top5)
     curve = check_curve(curve, protocol, top5)
     worst_case = len(specs) > 1 if worst_case is None else worst_case
@@ -189,7 +203,8 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
                     finished.update({spec.key(e): f for e, f in curve_rows.items()
                                      if spec.key(e) not in finished})
                 if key not in finished:
-                    finished[key] = _attack_row(model, loader, spec, eps, clean, device, advance)
+                    finished[key] = _attack_row(model, loader, spec, eps, clean, device, advance,
+                                                keep_images and not spec.check)
                 rows.append(finished[key])
                 if on_row:
                     on_row(finished[key])
@@ -279,7 +294,7 @@ def _clean_pass(model, loader, device, advance, protocol, top5, shard, block) ->
 
 
 def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, device,
-                advance) -> Finished:
+                advance, keep_images: bool = False) -> Finished:
     """Attack the points the protocol attacks, batch by batch; the row and who counts."""
     attack = attacks.build(spec.name, model, eps=eps, **spec.params)
     protocol = clean.protocol  # the run's, recorded in the row
@@ -293,23 +308,32 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
     correct, top5, attacked = clean.correct.clone(), clean.top5.clone(), clean.attacked
     stats: dict[str, float] = defaultdict(float)
     seconds, offset = 0.0, clean.block.start
+    shown: list[Images] = []
     for x, y in loader:
         batch = slice(offset, offset + len(y))
         offset += len(y)
         idx = attacked[batch].nonzero().squeeze(1)
+        images = x.clone() if keep_images else None
         if attack.eps > 0 and len(idx) and spec.name != "none":
-            x, y = x[idx].to(device), y[idx].to(device)
+            xs, ys = x[idx].to(device), y[idx].to(device)
             start = time.perf_counter()
             points = idx + batch.start
-            x_adv = attack(x, y, index=points)  # dataset indices: per-point seeding
+            x_adv = attack(xs, ys, index=points)  # dataset indices: per-point seeding
             with torch.inference_mode():
                 adv_logits = model(x_adv)
             seconds += time.perf_counter() - start
-            correct[points] = (adv_logits.argmax(1) == y).cpu()
-            top5[points] = in_top_k(adv_logits, y, 5).cpu()
+            correct[points] = (adv_logits.argmax(1) == ys).cpu()
+            top5[points] = in_top_k(adv_logits, ys, 5).cpu()
             for key, value in getattr(attack, "stats", {}).items():
                 stats[key] += value
+            if keep_images:
+                images[idx] = x_adv.cpu().to(images.dtype)
+        if keep_images:
+            with torch.inference_mode():
+                predictions = model(images.to(device)).argmax(1).cpu()
+            shown.append(Images(images, y, predictions, attacked[batch].clone()))
         advance()
+    kept = replace(_gathered_images(shown, clean.shard), norm=attack.norm) if keep_images else None
     correct, top5 = clean.gather(correct), clean.gather(top5)
     seconds, stats = clean.shard.combine(seconds, stats)
     correct, top5 = clean.counted(correct, top5 if with_top5 else None)
@@ -317,7 +341,15 @@ def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, devi
     row["protocol"] = protocol
     if spec.check:
         row["check"] = spec.check
-    return Finished(spec.finish_row(row, attack, stats), correct, top5, clean.correct)
+    return Finished(spec.finish_row(row, attack, stats), correct, top5, clean.correct, kept)
+
+
+def _gathered_images(batches: list[Images], shard: Shard) -> Images:
+    """All processes' kept images of a row, in point order."""
+    fields = ("images", "labels", "predictions", "attacked")
+    local = {name: torch.cat([getattr(b, name) for b in batches]) for name in fields} if batches else None
+    parts = [part for part in shard.gather_values(local) if part is not None]
+    return Images(**{name: torch.cat([part[name] for part in parts]) for name in fields})
 
 
 def _worst_case_row(rows: list[Finished], eps: float, clean: _Clean) -> Finished:
