@@ -22,6 +22,9 @@ FORBIDDEN = {
                 "robustbench_cli.lit", "robustbench_cli.models", "pytorch_lightning", "torch"),
     "results": ("torch", "robustbench_cli.attacks", "robustbench_cli.evaluation",
                 "robustbench_cli.defenses", "robustbench_cli.lit", "robustbench_cli.models"),
+    # trackers build Lightning loggers and read result rows and files, nothing of the models
+    "trackers": ("robustbench_cli.attacks", "robustbench_cli.evaluation", "robustbench_cli.defenses",
+                 "robustbench_cli.lit", "robustbench_cli.models", "robustbench_cli.commands"),
 }
 
 

@@ -45,6 +45,7 @@ def cases(ckpt, folder, empty, broken):
         "unknown model": ["eval", use, "model=resnet9000"],
         "unknown dataset": ["eval", use, "dataset=svhn"],
         "unknown attack": ["eval", use, "attack=deepfool"],
+        "unknown logger": ["eval", use, "logger=wandb"],
         "unknown override key": ["eval", use, "epsilon=0.1"],
         "negative eps": ["eval", use, "attack=fgsm", "eps=-0.1"],
         "non-numeric eps": ["eval", use, "attack=fgsm", "eps=abc"],

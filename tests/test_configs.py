@@ -12,9 +12,9 @@ def options(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in (CONF / group).iterdir() if p.name.endswith(".yaml"))
 
 
-GROUPS = {"train": ["model", "dataset", "defense", "trainer", "optim"],
-          "eval": ["model", "dataset", "attack", "defense"],
-          "detect": ["model", "dataset", "attack", "detector", "defense"],
+GROUPS = {"train": ["model", "dataset", "defense", "trainer", "optim", "logger"],
+          "eval": ["model", "dataset", "attack", "defense", "logger"],
+          "detect": ["model", "dataset", "attack", "detector", "defense", "logger"],
           "analyze": ["model", "dataset", "attack", "defense"]}
 
 

@@ -22,8 +22,11 @@ def detect(cfg) -> list[dict]:
     from robustbench_cli.provenance import write_run_record
     from robustbench_cli.reporting.detection import print_detection_results, write_detection_results
     from robustbench_cli.results import index_run
+    from robustbench_cli.trackers.loggers import check_logger
+    from robustbench_cli.trackers.results import track_results
 
     non_negative_int("seed", cfg.seed)
+    check_logger(cfg.logger)  # a missing tracker package fails now, not after the sweep
     protocol = check_protocol(cfg.protocol)
     chosen = defense(cfg.defense.name)
     if chosen.wraps:
@@ -63,6 +66,7 @@ def detect(cfg) -> list[dict]:
     write_run_record(run_dir, cfg, {**target.identity(), "trained_with": target.trained_with()})
     print_detection_results(rows)
     print(f"results in {run_dir}")
+    track_results(cfg, run_dir, rows, "detect")
     index_run(cfg, run_dir)
     return rows
 

@@ -44,8 +44,11 @@ def evaluate(cfg) -> list[dict]:
     from robustbench_cli.reporting.notes import sanity_failures
     from robustbench_cli.reporting.points import row_outcomes
     from robustbench_cli.results import index_run
+    from robustbench_cli.trackers.loggers import check_logger
+    from robustbench_cli.trackers.results import track_results
 
     non_negative_int("seed", cfg.seed)
+    check_logger(cfg.logger)  # a missing tracker package fails now, not after the sweep
     protocol, top5 = check_protocol(cfg.protocol), check_top5(cfg.top5)
     check_curve(cfg.curve, protocol, top5)  # before any model loads
     sanity = flag("sanity", cfg.sanity)
@@ -103,6 +106,7 @@ def evaluate(cfg) -> list[dict]:
               f"reduction order over {shard.world_size} processes may change their outcomes")
     view.report(rows)
     print(f"results in {run_dir}")
+    track_results(cfg, run_dir, rows, "eval")
     index_run(cfg, run_dir)
     return rows
 

@@ -15,6 +15,7 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
     from robustbench_cli.config import recorded_dataset_config
     from robustbench_cli.lit.classifier import ClassifierModule
     from robustbench_cli.lit.fit import fit, trainer_settings
+    from robustbench_cli.trackers.loggers import training_logger
 
     stage_dir = Path(stage_dir)
     meta = {
@@ -31,7 +32,7 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
         trainer_cfg["limit_val_batches"] = 0
     fitted = fit(module, data, stage_dir, trainer_cfg=trainer_cfg, epochs=epochs,
                  monitor="val_acc" if has_val else None, mode="max", callbacks=callbacks,
-                 resume_from=resume_from, run_dir=run_dir)
+                 resume_from=resume_from, run_dir=run_dir, logger=training_logger(cfg, stage_dir))
     trainer = fitted.trainer
     return {
         "model": model_cfg["name"],

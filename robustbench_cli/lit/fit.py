@@ -59,11 +59,12 @@ def trainer_settings(cfg) -> dict:
 
 def fit(module: pl.LightningModule, data: pl.LightningDataModule, stage_dir, *, trainer_cfg: dict,
         epochs: int, monitor: str | None, mode: str, callbacks=(), resume_from=None,
-        run_dir=None) -> Fitted:
+        run_dir=None, logger=None) -> Fitted:
     """Fit `module` on `data` for `epochs` into stage_dir (continuing `resume_from`), keeping
     the checkpoint best by `monitor` (`mode` min or max; None: the last), then test it.
     With epochs = 0 nothing is fitted: the module is tested and saved as it is. `run_dir`
-    (default stage_dir) is the folder an interrupted run is resumed in."""
+    (default stage_dir) is the folder an interrupted run is resumed in. `logger`: a Lightning
+    logger (default: a CSVLogger writing stage_dir/logs/metrics.csv)."""
     stage_dir = Path(stage_dir)
     run_dir = stage_dir if run_dir is None else Path(run_dir)
     checkpoints = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best", monitor=monitor,
@@ -73,7 +74,7 @@ def fit(module: pl.LightningModule, data: pl.LightningDataModule, stage_dir, *, 
     bar = [RichProgressBar()] if trainer_cfg.get("enable_progress_bar", True) else []
     trainer = pl.Trainer(**{**trainer_cfg, "max_epochs": epochs}, default_root_dir=stage_dir,
                          callbacks=[checkpoints, SaveOnInterrupt(last), *bar, *callbacks],
-                         logger=CSVLogger(stage_dir, name="logs", version=""))
+                         logger=logger or CSVLogger(stage_dir, name="logs", version=""))
     start, started_at = time.perf_counter(), time.time()
     best = stage_dir / "checkpoints" / "best.ckpt"
     if epochs == 0:  # e.g. pruning without fine-tuning: test and save the model as it is

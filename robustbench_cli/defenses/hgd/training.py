@@ -49,6 +49,7 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
     from robustbench_cli.lit.fit import fit, trainer_settings
     from robustbench_cli.provenance import git_revision
     from robustbench_cli.reporting import atomic_write_text
+    from robustbench_cli.trackers.loggers import training_logger
 
     # Lightning warns about modules in eval mode at the start of fit: the frozen target, by design.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
@@ -88,7 +89,7 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
 
     fitted = fit(module, pair_data, run_dir, trainer_cfg=trainer_settings(cfg),
                  epochs=cfg.trainer.max_epochs, monitor="val_loss" if has_val else None, mode="min",
-                 resume_from=resume_from)
+                 resume_from=resume_from, logger=training_logger(cfg, run_dir))
     trainer, tested, best = fitted.trainer, fitted.tested, fitted.best
     metrics = {
         "defense": "hgd", "denoiser": network["name"], "widths": network["widths"],
