@@ -25,6 +25,7 @@ bench:
 	$(PY) tests/bench_reliable.py
 	$(PY) tests/bench_fit.py
 	$(PY) tests/bench_sweep.py
+	$(PY) tests/bench_scale.py
 
 clean:
 	rm -rf outputs multirun bench_out build dist *.egg-info .pytest_cache .ruff_cache
