@@ -12,10 +12,10 @@ Alone: `python tests/bench_scale.py` (trains the CNN into bench_out/ if it is no
 """
 
 import json
-from contextlib import nullcontext
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
