@@ -10,6 +10,9 @@ point (another dataset, split, limit or preprocessing) is a one-line error, as i
 the set holds no image of.
 """
 
+import json
+from pathlib import Path
+
 import torch
 
 from robustbench_cli.attacks.base import Attack
@@ -24,8 +27,6 @@ class Saved(Attack):
     uses_gradients = False
 
     def __init__(self, model, *, eps, path=None):
-        from robustbench_cli.evaluation.adversarial_sets import read_set
-
         if path is None:
             raise UserError("path is required: attack.path=adversarial/<attack>_eps<eps>.safetensors")
         tensors, self.source = read_set(path)
@@ -66,3 +67,22 @@ class Saved(Attack):
                             f"farther than eps {format_eps(self.eps)} from this run's point "
                             "(another dataset, split or preprocessing?)")
         return images
+
+
+def read_set(path) -> tuple[dict, dict]:
+    """(tensors, metadata) of a set file; a missing or unreadable file is a one-line error."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"adversarial set not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+            metadata = {key: json.loads(value) for key, value in (file.metadata() or {}).items()}
+    except (SafetensorError, ValueError, OSError) as error:
+        raise UserError(f"{path} is not an adversarial set: {error}") from None
+    missing = {"images", "index", "attacked"} - set(tensors) or {"eps", "norm"} - set(metadata)
+    if missing:
+        raise UserError(f"{path} is not an adversarial set (no {', '.join(sorted(missing))})")
+    return tensors, metadata

@@ -1,5 +1,5 @@
 """Adversarial sets on disk: `robust eval save_adversarial=true` keeps each attack row's
-images, and `attack=saved attack.path=FILE` shows them to any model.
+images, and `attack=saved attack.path=FILE` (attacks/saved.py, which reads them) shows them to any model.
 
 A set is one safetensors file per (attack, eps) row, adversarial/<series>_eps<eps>.safetensors
 (with save_adversarial=per_class, one per true class: <series>_eps<eps>_class<k>.safetensors):
@@ -65,25 +65,6 @@ def write_set(run_dir: Path, row: dict, images, mode: str, dataset) -> list[Path
         written.append(path)
     _write_examples(Path(run_dir) / f"examples_{set_name(row)}.png", row, images, dataset)
     return written
-
-
-def read_set(path) -> tuple[dict, dict]:
-    """(tensors, metadata) of a set file; a missing or unreadable file is a one-line error."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"adversarial set not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as file:
-            tensors = {key: file.get_tensor(key) for key in file.keys()}
-            metadata = {key: json.loads(value) for key, value in (file.metadata() or {}).items()}
-    except (SafetensorError, ValueError, OSError) as error:
-        raise UserError(f"{path} is not an adversarial set: {error}") from None
-    missing = {"images", "index", "attacked"} - set(tensors) or {"eps", "norm"} - set(metadata)
-    if missing:
-        raise UserError(f"{path} is not an adversarial set (no {', '.join(sorted(missing))})")
-    return tensors, metadata
 
 
 def _write_examples(path: Path, row: dict, images, dataset) -> None:
