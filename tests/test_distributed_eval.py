@@ -29,13 +29,19 @@ def _outcome_differences(one, two) -> int:
                     else a[key] != b[key]).sum()) for key in a.files)
 
 
-def test_eval_on_two_processes_gives_the_one_process_table_and_resumes(trained, tmp_path):
-    args = _common(trained, ["attack=pgd_linf", "attack.steps=5", "eps=[0.05,0.1]"])
+def _one_and_two_processes(command, args, tmp_path):
+    """Run folders of `robust COMMAND ARGS` in one process and with trainer=ddp_cpu."""
     one, two = tmp_path / "one", tmp_path / "two"
-    for process in robust_many([["eval", *args, f"hydra.run.dir={one}"],
-                                ["eval", *args, "trainer=ddp_cpu", f"hydra.run.dir={two}"]],
+    for process in robust_many([[command, *args, f"hydra.run.dir={one}"],
+                                [command, *args, "trainer=ddp_cpu", f"hydra.run.dir={two}"]],
                                cwd=tmp_path):
         ok(process)
+    return one, two
+
+
+def test_eval_on_two_processes_gives_the_one_process_table_and_resumes(trained, tmp_path):
+    args = _common(trained, ["attack=pgd_linf", "attack.steps=5", "eps=[0.05,0.1]"])
+    one, two = _one_and_two_processes("eval", args, tmp_path)
     assert _rows(one) == _rows(two)
     record = json.loads((two / "run.json").read_text())
     assert record["processes"] == 2
@@ -55,10 +61,6 @@ def test_eval_on_two_processes_gives_the_one_process_table_and_resumes(trained, 
 
 def test_detect_on_two_processes_gives_the_one_process_table(trained, tmp_path):
     args = _common(trained, ["attack=fgsm", "eps=[0.1]"])
-    one, two = tmp_path / "one", tmp_path / "two"
-    for process in robust_many([["detect", *args, f"hydra.run.dir={one}"],
-                                ["detect", *args, "trainer=ddp_cpu", f"hydra.run.dir={two}"]],
-                               cwd=tmp_path):
-        ok(process)
+    one, two = _one_and_two_processes("detect", args, tmp_path)
     assert _rows(one) == _rows(two)
     assert _outcome_differences(one, two) == 0
