@@ -45,7 +45,8 @@ def fit_stage(cfg, data, model, objective, model_cfg: dict, stage_dir, epochs: i
         "global_step": trainer.global_step,
         "seconds": round(fitted.seconds, 3),
         "seed": cfg.seed,
-        "checkpoint": str(fitted.best.relative_to(stage_dir)),
+        # resolved: Lightning resolves a checkpoint folder reached through a symlink
+        "checkpoint": str(fitted.best.resolve().relative_to(stage_dir.resolve())),
         "last_checkpoint": "checkpoints/last.ckpt",
         "checkpoint_sha256": file_sha256(fitted.best) if trainer.is_global_zero else None,
         "is_global_zero": trainer.is_global_zero,

@@ -100,7 +100,8 @@ def train_denoiser(cfg, run_dir: Path) -> dict:
         "n_test_pairs": len(trainer.test_dataloaders.dataset),
         "epochs": trainer.current_epoch, "global_step": trainer.global_step,
         "seconds": round(fitted.seconds, 3), "seed": cfg.seed,
-        "checkpoint": str(best.relative_to(run_dir)), "last_checkpoint": "checkpoints/last.ckpt",
+        "checkpoint": str(best.resolve().relative_to(Path(run_dir).resolve())),
+        "last_checkpoint": "checkpoints/last.ckpt",
         "training_data": pair_data.training_data(),
     }
     if not trainer.is_global_zero:
