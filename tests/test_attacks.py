@@ -19,8 +19,9 @@ from robustbench_cli.errors import UserError
 
 ATTACK_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "attack"
 EPS_FOR_NORM = {"linf": 0.1, "l2": 1.0, "l0": 0.5, None: 0.1}
-# transfer crafts on checkpoints: tests/test_attacks_blackbox.py covers it with real ones.
-MODEL_ONLY_ATTACKS = tuple(name for name in ATTACK_NAMES if name != "transfer")
+# transfer crafts on checkpoints (tests/test_attacks_blackbox.py covers it with real ones);
+# saved reads images from a file (tests/test_adversarial_sets.py).
+MODEL_ONLY_ATTACKS = tuple(name for name in ATTACK_NAMES if name not in ("transfer", "saved"))
 # Smaller budgets where the defaults would make the bounds tests slow.
 QUICK_PARAMS = {"jsma": {"max_pixels": 0.03}, "nes": {"samples": 5, "max_queries": 110},
                 "square": {"queries": 300}, "apgd": {"steps": 20}, "fab": {"steps": 20},
@@ -415,8 +416,8 @@ def test_every_attack_config_builds(trained_mlp):
     assert set(configs) == set(ATTACK_NAMES)
     for stem, config in configs.items():
         assert config["name"] == stem and "eps" not in config
-        if stem == "transfer":  # the config cannot know the user's source checkpoint
-            with pytest.raises(UserError, match="source_ckpt is required"):
+        if stem in ("transfer", "saved"):  # the config cannot know the user's file
+            with pytest.raises(UserError, match="source_ckpt is required|path is required"):
                 build(stem, trained_mlp, eps=0.03, **config)
             continue
         assert build(stem, trained_mlp, eps=0.03, **config).name == stem

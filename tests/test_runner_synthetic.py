@@ -14,6 +14,7 @@ from robustbench_cli import attacks
 from robustbench_cli.attacks import ATTACK_NAMES, build
 from robustbench_cli.checkpoints import META_KEY, MODEL_PREFIX, weights_sha256
 from robustbench_cli.data.info import DatasetInfo
+from robustbench_cli.evaluation.adversarial_sets import write_set
 from robustbench_cli.evaluation.runner import AttackSpec, evaluate
 from robustbench_cli.models import build_model
 
@@ -60,14 +61,29 @@ def source_ckpt(tmp_path_factory, model) -> str:
     return str(path)
 
 
-def spec_for(name: str, source_ckpt: str) -> AttackSpec:
+@pytest.fixture(scope="module")
+def saved_set(tmp_path_factory, model, dataset) -> str:
+    """A PGD set of every point (all_points), as `save_adversarial=true` writes it."""
+    finished = []
+    evaluate(model, dataset, [AttackSpec("pgd_linf", {"steps": 3})], [EPS_FOR_NORM["linf"]],
+             protocol="all_points", progress=False, keep_images=True, on_row=finished.append)
+    folder = tmp_path_factory.mktemp("saved")
+    [path] = write_set(folder, finished[0].row, finished[0].images, "true", dataset)
+    return str(path)
+
+
+def spec_for(name: str, source_ckpt: str, saved_set: str) -> AttackSpec:
     params = dict(PARAMS.get(name, {}))
     if name == "transfer":
         params.update(source_ckpt=source_ckpt, source_params={"steps": 3})
+    if name == "saved":
+        params.update(path=saved_set)
     return AttackSpec(name, params)
 
 
 def eps_for(name: str, spec: AttackSpec) -> float:
+    if name == "saved":  # the eps the set was crafted at
+        return EPS_FOR_NORM["linf"]
     norm = build(name, nn.Flatten(), eps=0.1, **spec.params).norm
     return EPS_FOR_NORM[norm]
 
@@ -85,8 +101,8 @@ def run(model, dataset, spec, eps, protocol, batch_size, **options):
 @pytest.mark.parametrize("protocol", ["robust", "all_points"])
 @pytest.mark.parametrize("name", ATTACK_NAMES)
 def test_rows_hold_and_points_do_not_depend_on_the_batch_size(name, protocol, model, dataset,
-                                                            source_ckpt):
-    spec = spec_for(name, source_ckpt)
+                                                            source_ckpt, saved_set):
+    spec = spec_for(name, source_ckpt, saved_set)
     eps = eps_for(name, spec)
     small = run(model, dataset, spec, eps, protocol, batch_size=7)
     large = run(model, dataset, spec, eps, protocol, batch_size=256)
