@@ -10,6 +10,7 @@ install:
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1  # see pyproject's dev extra
 
 test:
 	$(PY) -m pytest -q

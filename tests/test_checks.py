@@ -142,6 +142,7 @@ NON_FINITE_THROUGH_THE_CLI = [
 ]
 
 
+@pytest.mark.slow  # make test-all: many CLI calls (~20 s); the attack-parameter case stays fast
 def test_non_finite_numbers_through_the_cli(tmp_path):
     calls = [[*args, f"hydra.run.dir=run_{i}"] for i, (args, _) in enumerate(NON_FINITE_THROUGH_THE_CLI)]
     for (args, message), process in zip(NON_FINITE_THROUGH_THE_CLI, robust_many(calls, tmp_path)):

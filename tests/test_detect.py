@@ -469,6 +469,7 @@ def test_robust_detect_writes_results_and_plots(trained):
     assert json.loads((folder / "run.json").read_text())["config"]["detector"]["name"] == "confidence_ratio"
 
 
+@pytest.mark.slow  # make test-all: two detect runs with mutation testing (~25 s)
 def test_interrupted_detect_resumes_with_only_the_missing_rows(trained):
     work, metrics, run_dir = trained
     args = ["detect", f"ckpt_path={run_dir / metrics['checkpoint']}", "detector=confidence_ratio",

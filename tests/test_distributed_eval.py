@@ -4,6 +4,7 @@ one-process tables back, and resume."""
 import json
 
 import numpy as np
+import pytest
 from helpers import FASHION, ok, robust, robust_many
 
 SECONDS = ("seconds", "clean_seconds")
@@ -59,6 +60,7 @@ def test_eval_on_two_processes_gives_the_one_process_table_and_resumes(trained, 
     assert ("pgd_linf", 0.2) in after
 
 
+@pytest.mark.slow  # make test-all: the eval test covers the shards in the fast suite
 def test_detect_on_two_processes_gives_the_one_process_table(trained, tmp_path):
     args = _common(trained, ["attack=fgsm", "eps=[0.1]"])
     one, two = _one_and_two_processes("detect", args, tmp_path)

@@ -279,6 +279,7 @@ def test_checkpoint_mix_ups_are_one_line_errors(lgd, target_ckpt):
         "belongs to the defense that wraps the classifier at eval time: defense=hgd)")
 
 
+@pytest.mark.slow  # make test-all: trains a classifier and a denoiser through the CLI (~35 s)
 def test_train_as_typed_trains_its_classifier_first_and_prune_finds_it(tmp_path):
     """`robust train defense=hgd` in an empty folder: no classifier yet, so one is trained into
     the run's classifier/ first, then the denoiser guarded by it; `defense=prune` without

@@ -33,6 +33,7 @@ def wait_for(path_glob, tmp_path, process, timeout=120):
     raise AssertionError(f"{path_glob} never appeared")
 
 
+@pytest.mark.slow  # make test-all: trains twice (~30 s); resume=true is also in the fast suite
 def test_sigkill_then_resume_in_the_same_run_folder_continues_epochs_and_steps(tmp_path, fashion_root):
     process = start(tmp_path, "hydra.run.dir=run")
     last = wait_for("run/checkpoints/last.ckpt", tmp_path, process)
