@@ -169,6 +169,21 @@ def test_a_transfer_stage_uses_train_stages_and_is_hashed_by_its_config(tmp_path
     assert len(hashes) == 4
 
 
+def test_where_a_stage_logs_or_what_it_also_saves_keeps_its_hash():
+    """Keys that do not change what a stage computes stay out of its hash, so adding such a
+    key to the tool does not invalidate every cached stage of every study."""
+    from robustbench_cli.studies.stages import stage_hash
+
+    train = ["model=mlp", "dataset=fashion_mnist"]
+    assert stage_hash("train", train) == stage_hash("train", [*train, "logger=tensorboard",
+                                                              "progress=false"])
+    evaluation = ["ckpt_path=/runs/a.ckpt", "eps=0.1", "attack=fgsm"]
+    assert stage_hash("eval", evaluation) == stage_hash("eval", [*evaluation, "logger=mlflow",
+                                                                 "save_adversarial=true"])
+    assert stage_hash("eval", evaluation) != stage_hash("eval", [*evaluation, "trainer=cpu",
+                                                                 "trainer.precision=bf16-mixed"])
+
+
 def test_scale_full_adds_its_overrides_and_shipped_studies_load():
     from robustbench_cli.studies.spec import available
 

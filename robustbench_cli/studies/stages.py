@@ -22,7 +22,8 @@ from robustbench_cli.studies.spec import COMMANDS, REFERENCE, Stage
 
 FINISHED = {"train": "metrics.json"}  # every other command's last file is run.json
 STAGE_RECORD = "stage.json"
-UNHASHED = ("progress", "resume", "results")  # config keys that do not change what a stage computes
+# config keys that do not change what a stage computes (where it is logged, what it also saves)
+UNHASHED = ("progress", "resume", "results", "logger", "save_adversarial")
 # A stage must name the checkpoints it starts from: one a command picks at run time (the
 # newest under paths.output_dir) would not be part of its hash.
 PINNED = {command: "ckpt_path" for command in COMMANDS if command not in ("train", "transfer")}
