@@ -10,9 +10,9 @@ from torch.nn.parameter import UninitializedParameter
 def channels_last(model: torch.nn.Module):
     """Holds every 4-D parameter (the Conv2d weights) in channels-last layout while the block
     runs, and gives each its own tensor back after. oneDNN and cuDNN then pick their
-    channels-last convolutions (for inputs of any layout), measured here 1.4-1.8x faster on
-    the CPU for forward and input-gradient passes (`make bench`); the values only differ by
-    float rounding. A model without 4-D weights is left as it is."""
+    channels-last convolutions (for inputs of any layout), faster on the CPU (tests/bench_scale.py
+    times it); the values only differ by float rounding. A model without 4-D weights is left
+    as it is."""
     weights = [p for p in model.parameters()
                if not isinstance(p, UninitializedParameter) and p.dim() == 4]
     originals = [p.data for p in weights]
