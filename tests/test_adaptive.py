@@ -182,3 +182,38 @@ def test_every_gradient_attack_config_lists_the_adaptive_keys():
             assert expected <= keys, name
         else:
             assert not {"eot_samples", "bpda"} & keys, name
+
+
+def test_restarts_disagree_on_a_randomized_model_and_agree_on_a_plain_one(classifier_ckpt):
+    # Each restart of PGD without EOT follows other noise draws, so late restarts keep finding
+    # new adversarial points; on the deterministic model the first restart finds nearly all.
+    restarts = ["attack=pgd_linf", "attack.restarts=3"]
+    plain = accuracy(classifier_ckpt, *restarts)
+    noisy = accuracy(classifier_ckpt, "defense=input_noise", "defense.sigma=0.3", *restarts,
+                     "attack.eot_samples=2")
+    counts = [plain[f"fooled_by_restart_{r}"] for r in (1, 2, 3)]
+    print(f"fooled first by restart 1-3: plain {counts}, "
+          f"input_noise {[noisy[f'fooled_by_restart_{r}'] for r in (1, 2, 3)]}")
+    assert counts[0] > 10 * max(counts[2], 1)
+    assert not [n for n in table_notes([plain]) if "restarts disagree" in n]
+    [note] = [n for n in table_notes([noisy]) if "restarts disagree" in n]
+    assert note.startswith("pgd_linf at eps=0.1: its last restart (3 of 3) still fooled")
+    assert "fooled_by_restart_1" not in accuracy(classifier_ckpt, "attack=pgd_linf")
+
+
+@pytest.mark.parametrize("name", ["pgd_linf", "apgd"])
+def test_later_restarts_only_add_foolings_and_count_them(classifier_ckpt, name):
+    # With top-5 stopping a top-1-fooled point is rerun by the next restart; whatever that
+    # restart reaches, the point stays fooled, so more restarts never raise top-1 accuracy.
+    target, view = eval_view(classifier_ckpt, limit_test=300)
+    points = [target.test_set[i] for i in range(300)]
+    x, y = torch.stack([p[0] for p in points]), torch.tensor([p[1] for p in points])
+    fooled = {}
+    for restarts in (1, 3):
+        attack = attacks.build(name, view.model, eps=0.05, steps=5, restarts=restarts)
+        attack.stop_at(5)
+        with torch.no_grad():
+            fooled[restarts] = view.model(attack(x, y)).argmax(1) != y
+    assert (fooled[3] | ~fooled[1]).all()
+    counts = [attack.stats[f"fooled_by_restart_{r}"] for r in (1, 2, 3)]
+    assert sum(counts) == int(fooled[3].sum()) and counts[0] == int(fooled[1].sum())

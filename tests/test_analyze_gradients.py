@@ -41,3 +41,15 @@ def test_scaled_logits_saturate_the_softmax_and_shrink_the_gradients(trained, fa
     assert row["temperature"] == 1.0 and row["model"] == "mlp"
     assert row["loss_grad_mean_abs"] == pytest.approx(plain["loss_grad_mean_abs"], rel=1e-5)
     assert json.loads((work / "grads" / "run.json").read_text())["command"] == "analyze"
+
+
+def test_bit_depth_zeroes_the_gradients_the_command_measures(trained):
+    work, metrics, run_dir = trained
+    ckpt = f"ckpt_path={run_dir / metrics['checkpoint']}"
+    ok(robust("analyze", "gradients", ckpt, "defense=bit_depth", "dataset.limit_test=200",
+              "hydra.run.dir=squeezed", cwd=work))
+    [row] = json.loads((work / "squeezed" / "results.json").read_text())
+    assert row["defense"] == "bit_depth" and row["defense_params"]["bits"] == 3
+    assert row["zero_grad_fraction"] == 1.0  # round() passes no gradient: the masking BPDA undoes
+    refused = robust("analyze", "layers", ckpt, "defense=bit_depth", "dataset.limit_test=50", cwd=work)
+    assert refused.returncode != 0 and "defense=bit_depth is not measured there" in refused.stderr

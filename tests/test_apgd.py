@@ -66,12 +66,17 @@ def test_a_points_result_does_not_depend_on_its_batch(params, trained_mlp, fashi
     whole = build("apgd", trained_mlp, steps=15, **params)(x, y)
     attack = build("apgd", trained_mlp, steps=15, **params)
     alone = torch.cat([attack(x[i:i + 1], y[i:i + 1], index=torch.tensor([i])) for i in range(8)])
-    torch.testing.assert_close(alone, whole[:8], rtol=0, atol=1e-5)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))
     shuffled = torch.empty_like(x)
     for rows in order.split(7):
         shuffled[rows] = attack(x[rows], y[rows], index=rows)
-    torch.testing.assert_close(shuffled, whole, rtol=0, atol=1e-5)
+    # The BLAS kernels pick their blocking by batch size, so logits differ in the last bits: a
+    # near-zero gradient component may flip its sign, or a step-size halving come one check
+    # later, and a point's path part. A start or step drawn per batch would move nearly every
+    # pixel of every point.
+    for other in (alone, shuffled):
+        same = ((other - whole[:len(other)]).abs() <= 1e-5).flatten(1).float().mean(1)
+        assert (same > 0.99).float().mean() >= 0.9, same
 
 
 def test_the_seed_sets_the_start(trained_mlp, fashion_test):  # noqa: F811

@@ -113,3 +113,27 @@ def test_interrupted_eval_sweep_resumes_with_only_the_missing_rows(tmp_path, tra
 
     # 3 attacks (fgsm_pred added) x 3 eps + 1 sanity check (PGD) + 3 worst-case rows
     assert table("cut") == table("whole") and len(table("whole")) == 13
+
+
+def test_a_resumed_row_is_kept_only_for_the_same_attack_parameters(trained):
+    from helpers import eval_view
+
+    from robustbench_cli.errors import UserError
+    from robustbench_cli.evaluation.runner import evaluate
+
+    work, metrics, run_dir = trained
+    ckpt = run_dir / metrics["checkpoint"]
+
+    def run(steps, finished=None):
+        target, view = eval_view(ckpt, "attack=pgd_linf", f"attack.steps={steps}", limit_test=100)
+        done = {}
+        rows = evaluate(view.model, target.test_set, view.specs, [0.1], progress=False,
+                        device="cpu", finished=finished,
+                        on_row=lambda f: done.update({view.specs[0].key(f.row["eps"]): f}))
+        return rows, done
+
+    rows, done = run(2)
+    again, _ = run(2, finished=done)
+    assert again == rows  # the same parameters: kept (a rerun would have taken other seconds)
+    with pytest.raises(UserError, match=r"ran with other attack parameters \(steps=2 -> 5\)"):
+        run(5, finished=done)

@@ -112,6 +112,7 @@ class APGD(Attack):
                             "loss: set loss=dlr (or target_classes=0)")
         self.steps = checks.positive_int("steps", steps)
         self.restarts = checks.positive_int("restarts", restarts)
+        self._count_restarts(self.restarts)
         self.rho = checks.fraction("rho", rho)
         self.alpha = checks.in_interval("alpha", alpha, 0, 1, low_closed=False)
         if not checks.flag("early_stop", early_stop):
@@ -127,7 +128,8 @@ class APGD(Attack):
             runs = [(rank, ("target", rank, restart)) for rank in range(targets.shape[1])
                     for restart in range(self.restarts)]
         fooled, level = x.clone(), torch.full((len(x),), CORRECT, device=x.device)
-        best, best_loss = x.clone(), torch.full((len(x),), float("-inf"), device=x.device)
+        best, best_loss = x.clone(), torch.full((len(x),), float("-inf"), dtype=x.dtype,
+                                                device=x.device)
         self.step_sizes = torch.full((len(x),), 2 * self.eps)
         # Without early stopping a misclassified point is done; with it, a stopped one.
         done = MISCLASSIFIED if self.stop_top_k is None else STOPPED
@@ -137,6 +139,9 @@ class APGD(Attack):
                 break
             target = None if rank is None else targets[rows, rank]
             run = self._descend(x[rows], y[rows], target, rows, stream)
+            if self.restarts > 1:
+                first = (level[rows] == CORRECT) & (run.level > CORRECT)
+                self.stats[f"fooled_by_restart_{stream[-1] + 1}"] += int(first.sum())
             raised = run.level > level[rows]
             fooled[rows[raised]], level[rows[raised]] = run.fooled[raised], run.level[raised]
             better = run.best_loss > best_loss[rows]
@@ -201,9 +206,9 @@ class APGD(Attack):
         x_prev, grad = x_adv.clone(), torch.zeros_like(x)
         fooled, level = x_adv.clone(), torch.full((n,), CORRECT, device=device)
         best, best_grad = x_adv.clone(), torch.zeros_like(x)
-        best_loss = torch.full((n,), float("-inf"), device=device)
+        best_loss = torch.full((n,), float("-inf"), dtype=x.dtype, device=device)
         step_size = torch.full((n,), 2 * self.eps, dtype=x.dtype, device=device)
-        loss_prev = torch.zeros(n, device=device)
+        loss_prev = torch.zeros(n, dtype=x.dtype, device=device)
         increases = torch.zeros(n, device=device)  # steps that raised the loss, this window
         best_at_mark, halved = best_loss.clone(), torch.zeros(n, dtype=torch.bool, device=device)
         marks, last_mark = checkpoints(self.steps), 0

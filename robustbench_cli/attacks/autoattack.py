@@ -29,7 +29,7 @@ point does not depend on the batch.
 import torch
 
 from robustbench_cli import attacks, checks
-from robustbench_cli.attacks.base import Attack, in_top_k
+from robustbench_cli.attacks.base import Attack, fooling_level
 from robustbench_cli.attacks.params import NORMS
 
 VERSIONS = ("standard", "plus", "rand", "fast")
@@ -94,11 +94,7 @@ class AutoAttack(Attack):
         """Per point: 0 correct, 1 misclassified, 2 also out of the stopping top-k (when the
         evaluation reports top-5, a member may push a misclassified point further)."""
         with torch.no_grad():
-            logits = self.model(x_adv)
-        levels = (~in_top_k(logits, y, 1)).long()
-        if self._top_k > 1:
-            levels += ~in_top_k(logits, y, self._top_k)
-        return levels
+            return fooling_level(self.model(x_adv), y, self._top_k)
 
     @property
     def _top_k(self) -> int:

@@ -104,6 +104,14 @@ class Attack(ABC):
         self._next_index = 0  # where numbering goes on for a call without an index
         self._generators: dict[torch.device, torch.Generator] = {}
 
+    def _count_restarts(self, restarts: int) -> None:
+        """With several random restarts, count per restart the points it was the first to
+        fool (`fooled_by_restart_<r>`, from 1): AutoAttack's check that restarts agree."""
+        if restarts > 1:
+            self.stat_names = (*type(self).stat_names,
+                               *(f"fooled_by_restart_{r + 1}" for r in range(restarts)))
+            self.stats = dict.fromkeys(self.stat_names, 0)
+
     def adapt(self, *, eot_samples=None, bpda=None) -> "Attack":
         """Adapts the attack to a randomized or preprocessing defense (Athalye et al. 2018);
         `build` hands every attack these two parameters (null: off).
@@ -260,6 +268,15 @@ def in_top_k(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     """Per point: is the true class among the k largest logits (k capped at the classes)?"""
     k = min(k, logits.shape[1])
     return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1)
+
+
+def fooling_level(logits: torch.Tensor, y: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Per point, how far an attack got: 0 correct, 1 misclassified, 2 also out of the top
+    `top_k` (only when top_k > 1, where early stopping waits for that)."""
+    level = (~in_top_k(logits, y, 1)).long()
+    if top_k > 1:
+        level += ~in_top_k(logits, y, top_k)
+    return level
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,12 @@ import torch
 
 from robustbench_cli import checks
 from robustbench_cli.attacks import params
-from robustbench_cli.attacks.base import Attack, cross_entropy, in_top_k, per_example_norm
+from robustbench_cli.attacks.base import (
+    Attack,
+    cross_entropy,
+    fooling_level,
+    per_example_norm,
+)
 from robustbench_cli.errors import UserError
 
 
@@ -57,18 +62,27 @@ class IterativeAttack(Attack):
 
     def _perturb(self, x, y):
         targets = self._targets(x, y)
+        everyone = torch.arange(len(x), device=x.device)
+        if self.restarts == 1:
+            return self._descend(x, y, targets, everyone, 0)
+        # Per point, how far the best restart so far got: 0 correct, 1 misclassified, 2 also
+        # out of the stopping top-k. A restart reruns the points not yet done, and its iterate
+        # replaces a point's only where it gets further, so a later restart never undoes a
+        # fooling (it may, when the evaluation stops at top-5, leave a point top-1 correct).
         x_adv = x.clone()
-        survivors = torch.arange(len(x), device=x.device)
+        level = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        done = 2 if (self.stop_top_k or 1) > 1 else 1
         for restart in range(self.restarts):
-            x_adv[survivors] = self._descend(x[survivors], y[survivors], targets[survivors],
-                                             survivors, restart)
-            if restart + 1 < self.restarts:
-                with torch.no_grad():
-                    logits = self.model(x_adv[survivors])
-                # Without early stopping a restart still only reruns the points not yet fooled.
-                survivors = survivors[in_top_k(logits, y[survivors], self.stop_top_k or 1)]
-                if len(survivors) == 0:
-                    break
+            rows = everyone[level < done]
+            if len(rows) == 0:
+                break
+            run = self._descend(x[rows], y[rows], targets[rows], rows, restart)
+            with torch.no_grad():
+                reached = fooling_level(self.model(run), y[rows], self.stop_top_k or 1)
+            before = level[rows]
+            self.stats[f"fooled_by_restart_{restart + 1}"] += int(((before == 0) & (reached > 0)).sum())
+            take = (reached > before) | (before == 0)  # an unfooled point keeps the latest iterate
+            x_adv[rows[take]], level[rows[take]] = run[take], torch.maximum(reached, before)[take]
         return x_adv
 
     def _descend(self, x, y, targets, rows, restart):
@@ -152,6 +166,7 @@ class PGDLinf(IterativeAttack):
         self.restarts = checks.positive_int("restarts", restarts)
         if self.restarts > 1 and not self.random_start:
             raise UserError("restarts > 1 needs random_start=true, or they all repeat")
+        self._count_restarts(self.restarts)
         self.seed = checks.non_negative_int("seed", seed)
 
     def _start(self, x, rows, restart):

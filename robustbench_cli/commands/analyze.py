@@ -8,7 +8,8 @@ import sys
 ANALYSES = ("layers", "gradients")
 USAGE = ("usage: robust analyze layers ckpt_path=CLASSIFIER [defense.ckpt=[DENOISER,...]] "
          "[attack=fgsm] [eps=8/255] [dataset.limit_test=N]\n"
-         "       robust analyze gradients ckpt_path=CLASSIFIER [dataset.limit_test=N]")
+         "       robust analyze gradients ckpt_path=CLASSIFIER [defense=input_noise|bit_depth|hgd "
+         "defense.ckpt=DENOISER] [dataset.limit_test=N]")
 
 
 def _denoiser_labels(metas: list[dict]) -> list[str]:
@@ -47,6 +48,10 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     if len(configs) != 1:
         raise UserError("robust analyze layers takes one attack")
     refuse_denoiser(cfg.ckpt_path, "ckpt_path")
+    if defense(cfg.defense.name).wraps and cfg.defense.name != "hgd":
+        raise UserError(f"robust analyze layers measures the classifier and HGD denoisers "
+                        f"(defense.ckpt); defense={cfg.defense.name} is not measured there: "
+                        f"robust analyze gradients measures what it does to the gradients")
     target = load_target(cfg, overrides, defense(cfg.defense.name).trained_with)
     paths = [] if not cfg.defense.get("ckpt") else checkpoint_paths("defense.ckpt", cfg.defense.ckpt)
     loaded = [load_denoiser(path) for path in paths]
@@ -78,6 +83,7 @@ def analyze_gradients(cfg, overrides: list[str], run_dir) -> list[dict]:
     from robustbench_cli.checks import non_negative_int, positive_int
     from robustbench_cli.defenses import trained_temperature
     from robustbench_cli.defenses.hgd.checkpoint import refuse_denoiser
+    from robustbench_cli.defenses.registry import defense
     from robustbench_cli.evaluation.gradients import gradient_amplitudes
     from robustbench_cli.evaluation.runner import resolve_device
     from robustbench_cli.evaluation.target import load_target
@@ -87,10 +93,17 @@ def analyze_gradients(cfg, overrides: list[str], run_dir) -> list[dict]:
     non_negative_int("seed", cfg.seed)
     positive_int("batch_size", cfg.batch_size)
     refuse_denoiser(cfg.ckpt_path, "ckpt_path")
-    target = load_target(cfg, overrides)
-    amplitudes = gradient_amplitudes(target.model, target.test_set, cfg.batch_size,
+    chosen = defense(cfg.defense.name)
+    if chosen.name == "hgd" and not cfg.defense.get("ckpt"):
+        chosen = defense("none")  # the config's default group, with no denoiser named
+    target = load_target(cfg, overrides, chosen.trained_with)
+    # The gradients an attack would see: those of the defended model (eval-time defenses:
+    # bit_depth's are zero almost everywhere, input_noise's one noise draw's).
+    view = chosen.eval_view(cfg, target, [], overrides)
+    amplitudes = gradient_amplitudes(view.model, target.test_set, cfg.batch_size,
                                      resolve_device(cfg.device))
-    row = {**amplitudes, **target.identity(), "temperature": trained_temperature(target.meta)}
+    row = {**amplitudes, **target.identity(), **view.identity,
+           "temperature": trained_temperature(target.meta)}
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / "results.json", json.dumps([row], indent=2) + "\n")
     write_run_record(run_dir, cfg, target.identity())

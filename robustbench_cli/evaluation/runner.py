@@ -21,6 +21,7 @@ is finished before the next starts and handed to `on_row`, so a caller can save 
 rows given in `finished` (from an interrupted run) are not recomputed.
 """
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -179,6 +180,7 @@ def evaluate(model: torch.nn.Module, dataset, specs: list[AttackSpec], eps_list:
     jobs = [(s, eps) for s in specs for eps in eps_list]
     if sanity:
         jobs += sanity_specs(specs, dataset[0][0].numel())
+    _refuse_other_params(finished, jobs)
     was_training = model.training
     model.eval().to(device)
     block = shard.block(len(dataset))
@@ -291,6 +293,27 @@ def _clean_pass(model, loader, device, advance, protocol, top5, shard, block) ->
     empty = torch.zeros(0, dtype=torch.bool)
     return _Clean(shard.gather(torch.cat(correct or [empty])), shard.gather(torch.cat(hits or [empty])),
                   with_top5, protocol, randomized, near_ties, shard, block)
+
+
+def _refuse_other_params(finished: dict, jobs) -> None:
+    """A resumed row stands for this run's only if it ran with the same attack parameters:
+    a row of `steps=10` must not be kept for a rerun asking `steps=100`."""
+    for spec, eps in jobs:
+        done = finished.get(spec.key(eps))
+        if done is None or "params" not in done.row:
+            continue
+        before, now = _plain(done.row["params"]), _plain(spec.params)
+        if before != now:
+            changed = ", ".join(f"{k}={before.get(k)!r} -> {now.get(k)!r}"
+                                for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k))
+            raise UserError(f"cannot resume: the finished {series_name(done.row)} row at "
+                            f"eps={eps:g} ran with other attack parameters ({changed}); rerun into "
+                            f"a new folder, or without resume=true")
+
+
+def _plain(params) -> dict:
+    """Attack parameters as JSON stores them (tuples as lists), for comparing a resumed row's."""
+    return json.loads(json.dumps(dict(params or {}), default=str))
 
 
 def _attack_row(model, loader, spec: AttackSpec, eps: float, clean: _Clean, device,

@@ -5,7 +5,8 @@ checkpoint, seed, protocol). A note that compares two rows pairs their per-point
 (points.npz) and fires only when McNemar's exact test finds the difference significant at
 1%: a single image more or less is noise, not gradient masking. Rows without per-point
 outcomes are never compared. The sanity note fires when a white-box attack at an unbounded
-budget leaves significantly (binomial test, 1%) more than 1% accuracy.
+budget leaves significantly (binomial test, 1%) more than 1% accuracy; the restart note when
+the last of several random restarts still fools significantly more than 1% of the points.
 """
 
 from collections import defaultdict
@@ -31,6 +32,8 @@ NOT_WHITE_BOX = ("none", "worst_case", "autoattack")
 MULTI_STEP_REFERENCE = "pgd_linf"
 PREDICTED_LABEL_SUFFIX = "_pred"
 SANITY_FLOOR = 0.01  # accuracy allowed at an unbounded budget
+LAST_RESTART_FLOOR = 0.01  # share of the points a converged attack's last restart may still fool
+RESTART_PREFIX = "fooled_by_restart_"
 
 
 @dataclass
@@ -75,6 +78,7 @@ def _group_notes(results) -> list[str]:
         *_black_box_beats_white_box(strongest),
         *_label_leaking(strongest),
         *_randomized(attacks),
+        *_restarts_disagree(attacks),
     ]
 
 
@@ -244,6 +248,29 @@ def _randomized(results):
         yield (f"the model gives different outputs for the same input (a randomized defense): "
                f"{', '.join(without_eot)} ran without EOT and may overstate robustness; rerun "
                f"with attack.eot_samples=K (e.g. 20) or attack=autoattack attack.version=rand")
+
+
+def _restarts_disagree(results):
+    """AutoAttack's restart check: when the last of several random restarts still fools
+    significantly (binomial test, 1%) more than 1% of the points, every earlier restart having
+    left them robust, the restarts disagree and more of them would lower accuracy further."""
+    for result in results:
+        row = result.row
+        found = {int(key.removeprefix(RESTART_PREFIX)): value for key, value in row.items()
+                 if key.startswith(RESTART_PREFIX) and value is not None}
+        if len(found) < 2 or not row.get("n"):
+            continue
+        restarts = max(found)
+        late = int(found[restarts])
+        p = binomial_upper_tail(late, row["n"], LAST_RESTART_FLOOR)
+        if late > LAST_RESTART_FLOOR * row["n"] and p < NOTE_LEVEL:
+            yield (
+                f"{series_name(row)} at eps={format_eps(row['eps'])}: its last restart "
+                f"({restarts} of {restarts}) still fooled {late} points ({_pct(late / row['n'])}) that "
+                f"every earlier restart left robust (binomial p={p:.2g}): the restarts disagree, so "
+                f"the accuracy has not converged (a rugged or masked loss surface); raise "
+                f"attack.restarts or use attack=autoattack"
+            )
 
 
 def sanity_failures(rows) -> list[dict]:
