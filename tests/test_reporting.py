@@ -239,6 +239,13 @@ def test_note_black_box_or_noise_stronger_than_every_white_box(black_box):
     assert notes_of(*rows[:2], scored(black_box, 0.03, 90)) == []
 
 
+def test_torchattacks_rows_are_named_and_judged_by_their_class():
+    square = scored("torchattacks", 0.03, 60, cls="Square")
+    notes = notes_of(scored("pgd_linf", 0.03, 80), square)
+    assert len(notes) == 1 and notes[0].startswith("torchattacks_square at eps=0.03 is stronger")
+    assert notes_of(scored("pgd_linf", 0.03, 80), scored("torchattacks", 0.03, 60, cls="PGD")) == []
+
+
 def test_black_box_is_not_compared_with_an_other_norm():
     assert notes_of(scored("pgd_l2", 0.03, 20), scored("nes", 0.03, 60)) == []
 

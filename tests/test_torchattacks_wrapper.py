@@ -147,6 +147,7 @@ def test_robust_eval_runs_it_end_to_end(trained):
     assert [row["attack"] for row in rows if row.get("check")] == ["pgd_linf"]
     assert by_eps[0.0]["accuracy"] > 0.6
     assert by_eps[0.1]["accuracy"] < by_eps[0.0]["accuracy"] - 0.2
-    assert by_eps[0.1]["attack"] == "torchattacks"
+    assert by_eps[0.1]["attack"] == "torchattacks" and by_eps[0.1]["cls"] == "PGD"
+    assert "torchattacks_pgd" in (work / "torchattacks" / "results.md").read_text()
     assert by_eps[0.1]["params"]["kwargs"] == {"steps": 5, "alpha": 0.02}
     assert by_eps[0.1]["gradient_passes"] == 5 * by_eps[0.0]["correct"]  # clean-correct points

@@ -62,12 +62,12 @@ class AttackSpec:
     def key(self, eps: float) -> tuple:
         """What tells its row apart: the series (attack, label mode, norm), eps and check."""
         return series_name({"attack": self.name, "label": self.params.get("label"),
-                            "norm": self.norm}), eps, self.check
+                            "norm": self.norm, "cls": self.params.get("cls")}), eps, self.check
 
     def finish_row(self, row: dict, attack, stats: dict) -> dict:
         """Adds what every attack row carries: the fields naming its series (the label and norm
         the attack ran with, for attacks that take them), its counters and its params."""
-        row.update({key: getattr(attack, key) for key in ("label", "norm") if key in self.params})
+        row.update({key: getattr(attack, key) for key in ("label", "norm", "cls") if key in self.params})
         row.update({k: int(v) if float(v).is_integer() else v for k, v in stats.items()})
         row["params"] = self.params
         return row

@@ -30,6 +30,7 @@ BLACK_BOX_OR_NOISE = ("nes", "square", "transfer", "gaussian", "random_sign", "t
 # worst_case and autoattack may include black-box attacks (autoattack: Square)
 NOT_WHITE_BOX = ("none", "worst_case", "autoattack")
 MULTI_STEP_REFERENCE = "pgd_linf"
+TORCHATTACKS_PREFIX = "torchattacks_"  # + the class, lower case (torchattacks_square)
 PREDICTED_LABEL_SUFFIX = "_pred"
 SANITY_FLOOR = 0.01  # accuracy allowed at an unbounded budget
 LAST_RESTART_FLOOR = 0.01  # share of the points a converged attack's last restart may still fool
@@ -111,13 +112,18 @@ def _p(p: float) -> str:
     return f"McNemar p={p:.2g}"
 
 
+def _kind(series) -> str:
+    """The attack a series runs: a torchattacks class is judged as our attack of its name."""
+    return series.removeprefix(TORCHATTACKS_PREFIX)
+
+
 def _is_one_step(series) -> bool:
-    return series.startswith(ONE_STEP_PREFIXES)
+    return _kind(series).startswith(ONE_STEP_PREFIXES)
 
 
 def _named(series, names) -> bool:
     """Is the series one of `names`, or one with a label or norm suffix (square_l2)?"""
-    return any(series == name or series.startswith(f"{name}_") for name in names)
+    return any(_kind(series) == name or _kind(series).startswith(f"{name}_") for name in names)
 
 
 def _is_black_box_or_noise(series) -> bool:

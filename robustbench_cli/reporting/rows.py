@@ -49,9 +49,12 @@ def series_name(row) -> str:
     norm when the attack takes one and it is L2.
 
     `attack.label=pred` rows become e.g. "fgsm_pred", `attack=apgd attack.norm=l2` rows
-    "apgd_l2", so they get their own curve and table row (and L2 eps its own axis).
+    "apgd_l2", `attack=torchattacks attack.cls=CW` rows "torchattacks_cw", so they get their
+    own curve and table row (and L2 eps its own axis).
     """
     attack = str(row["attack"])
+    if row.get("cls"):  # attack=torchattacks: the library's class names the series
+        attack = f"{attack}_{str(row['cls']).lower()}"
     label = row.get("label")
     if label not in (None, True, "true") and not attack.endswith(f"_{label}"):
         attack = f"{attack}_{label}"
