@@ -371,3 +371,32 @@ def test_noise_gain_scales_the_predicted_noise_removal(lgd, adversarial_batch):
     assert eval_settings(cfg).noise_gain == 2.0
     with pytest.raises(UserError, match="defense.noise_gain must be"):
         eval_settings(compose("eval", "defense=hgd", "defense.ckpt=x.ckpt", "defense.noise_gain=-1"))
+
+
+def test_a_classifier_ensemble_averages_its_members_and_pairs_with_denoisers(
+        lgd, pixel, target_ckpt, other_classifier, adversarial_batch, tmp_path):
+    both = f"ckpt_path=[{target_ckpt},{other_classifier}]"
+    members = [load_classifier(target_ckpt), load_classifier(other_classifier)]
+    _, _, _, noisy = adversarial_batch
+    target, view = eval_view(target_ckpt, both)
+    identity = target.identity()
+    assert identity["model"] == "mlp+cnn"
+    assert identity["checkpoint_sha256"] not in (file_sha256(target_ckpt), file_sha256(other_classifier))
+    with torch.no_grad():
+        torch.testing.assert_close(view.model(noisy), torch.stack([m(noisy) for m in members]).mean(0))
+    # Liao et al.'s best ensemble: denoiser i in front of classifier i, logits averaged; an
+    # oblivious attack sees the bare ensemble.
+    denoisers = [lgd[1] / lgd[2]["checkpoint"], pixel[0] / pixel[1]["checkpoint"]]
+    target, view = eval_view(target_ckpt, both, "defense=hgd",
+                             f"defense.ckpt=[{denoisers[0]},{denoisers[1]}]", "defense.threat=oblivious")
+    assert view.identity["defense_params"]["paired"] is True
+    with torch.inference_mode():
+        paths = [m(load_denoiser(d)[0](noisy)) for m, d in zip(members, denoisers)]
+        torch.testing.assert_close(view.model(noisy), torch.stack(paths).mean(0))
+    with torch.no_grad():
+        torch.testing.assert_close(view.model(noisy), target.model(noisy))
+    # as typed on the command line
+    ok(robust("eval", both, "attack=fgsm", f"eps={EPS}", "dataset.limit_test=100", "progress=false",
+              "hydra.run.dir=ensemble", cwd=tmp_path))
+    [row, *_] = json.loads((tmp_path / "ensemble" / "results.json").read_text())
+    assert row["model"] == "mlp+cnn" and row["checkpoint"].count(",") == 1

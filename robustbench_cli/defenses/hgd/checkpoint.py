@@ -6,11 +6,11 @@ guide, and the guiding classifier's path and SHA-256. The classifier's weights a
 it: at test time the denoiser goes in front of whichever classifier `ckpt_path` names.
 """
 
-from pathlib import Path
 
 import torch
 
 from robustbench_cli.checkpoints import META_KEY, build_classifier, classifier_state, read_checkpoint
+from robustbench_cli.checks import checkpoint_paths
 from robustbench_cli.defenses.hgd.networks import build_denoiser
 from robustbench_cli.errors import UserError
 
@@ -33,11 +33,15 @@ def read_classifier(path, what: str) -> tuple[torch.nn.Module, dict]:
     return build_classifier(meta, classifier_state(content), path), meta
 
 
-def refuse_denoiser(path, what: str) -> None:
-    """One-line error when `path` holds a denoiser where a classifier is expected."""
-    if path and Path(path).is_file() and is_denoiser(read_checkpoint(path)):
-        raise UserError(f"{what}={path} is an HGD denoiser checkpoint, not a classifier "
-                        "(pass it as defense.ckpt with defense=hgd, the classifier as ckpt_path)")
+def refuse_denoiser(paths, what: str) -> None:
+    """One-line error when `paths` (one path or a list) hold a denoiser where a classifier
+    is expected."""
+    if not paths:
+        return
+    for path in checkpoint_paths(what, paths):
+        if path.is_file() and is_denoiser(read_checkpoint(path)):
+            raise UserError(f"{what}={path} is an HGD denoiser checkpoint, not a classifier "
+                            "(pass it as defense.ckpt with defense=hgd, the classifier as ckpt_path)")
 
 
 def load_denoiser(path) -> tuple[torch.nn.Module, dict]:

@@ -24,12 +24,15 @@ from robustbench_cli.evaluation.view import EvalView
 class Denoised(nn.Module):
     """Each denoiser, then the classifier; an ensemble averages the paths' logits. `gain`
     scales the predicted noise removal: x + gain * (denoiser(x) - x) (Liao et al. Table 8's
-    pixel-guided denoiser "x2" is gain 2)."""
+    pixel-guided denoiser "x2" is gain 2). `heads`, one per denoiser, pairs them instead:
+    denoiser i feeds classifier i (the members of an ensemble `classifier`), as in Liao et
+    al.'s best ensemble, (LGD1 -> IncV3) & (LGD2 -> ensV3)."""
 
-    def __init__(self, denoisers, classifier: nn.Module, gain: float = 1.0):
+    def __init__(self, denoisers, classifier: nn.Module, gain: float = 1.0, heads=None):
         super().__init__()
         self.denoisers = nn.ModuleList(denoisers)
-        self.classifier = classifier
+        self.classifier = classifier  # what an oblivious attack sees
+        self.heads = nn.ModuleList(heads or [classifier] * len(denoisers))
         self.gain = gain
 
     def denoise(self, denoiser, x):
@@ -37,7 +40,8 @@ class Denoised(nn.Module):
         return out if self.gain == 1 else x + self.gain * (out - x)
 
     def forward(self, x):
-        return torch.stack([self.classifier(self.denoise(d, x)) for d in self.denoisers]).mean(0)
+        return torch.stack([head(self.denoise(d, x))
+                            for d, head in zip(self.denoisers, self.heads)]).mean(0)
 
     def denoise_l1(self, noisy, clean) -> torch.Tensor:
         """Per example: mean |denoised - clean|, averaged over the denoisers."""
@@ -124,18 +128,26 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
     settings = eval_settings(cfg)
     threat = settings.threat
     denoisers, records = [], []
-    classifier_sha = file_sha256(target.checkpoint)
-    for path in settings.ckpts:
+    # As many denoisers as ensemble members: denoiser i feeds member i; else each feeds the
+    # classifier (or the whole ensemble).
+    paired = len(target.members) > 1 and len(settings.ckpts) == len(target.members)
+    fed = target.checkpoints if paired else [",".join(map(str, target.checkpoints))] * len(settings.ckpts)
+    shas = [file_sha256(ckpt) for ckpt in target.checkpoints]
+    for i, path in enumerate(settings.ckpts):
         denoiser, meta = load_denoiser(path)
         check_shape(meta, target.meta["info"], path)
-        if meta["target"]["sha256"] != classifier_sha:
+        guided = meta["target"]["sha256"]
+        if (guided != shas[i]) if paired else (guided not in shas):
             print(f"note: denoiser {path} was trained for another classifier "
-                  f"({meta['target']['checkpoint']}): evaluating its transfer to {target.checkpoint}")
+                  f"({meta['target']['checkpoint']}): evaluating its transfer to {fed[i]}")
         denoisers.append(denoiser)
         records.append({"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path),
                         "denoiser": meta["denoiser"]["name"], "guide": meta["guide"]["name"],
-                        "guided_classifier_sha256": meta["target"]["sha256"]})
-    defended = Denoised(denoisers, target.model, settings.noise_gain).eval()
+                        "guided_classifier_sha256": guided})
+    if paired:
+        print(f"denoiser i feeds classifier i of the ensemble ({len(denoisers)} pairs), logits averaged")
+    defended = Denoised(denoisers, target.model, settings.noise_gain,
+                        heads=target.members if paired else None).eval()
     model = defended
     if threat == "oblivious":
         model = Oblivious(defended)
@@ -148,6 +160,7 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
     classifier_defense = dict(target.meta.get("defense", {"name": "none"}))
     identity = {"defense": "hgd", "threat": threat,
                 "defense_params": {"denoisers": records, "classifier_defense": classifier_defense,
-                                   "noise_gain": settings.noise_gain}}
+                                   "noise_gain": settings.noise_gain,
+                                   **({"paired": True} if paired else {})}}
     return HGDView(model, specs, identity, defended, target.test_set, cfg.batch_size, cfg.device,
                    settings.denoise_loss)
