@@ -230,3 +230,15 @@ def test_a_table_naming_a_field_its_rows_lack_is_an_error(tmp_path):
     table.value = "acuracy"
     with pytest.raises(UserError, match="have no field acuracy"):
         pivot(table, rows)
+
+
+def test_a_verdict_on_cells_that_round_alike_shows_their_difference():
+    from robustbench_cli.studies.spec import Expect, Table
+    from robustbench_cli.studies.tables import Pivot, verdicts
+
+    table = Table("t", "t", ["a", "b"], "stage", ["eps"], "accuracy", expect=[
+        Expect(("a", "0.1"), ("b", "0.1"), "a beats b"), Expect(("a", "0"), ("b", "0"), "clean")])
+    cells = {("a", "0.1"): 0.218, ("b", "0.1"): 0.2175, ("a", "0"): 0.6, ("b", "0"): 0.5}
+    result = Pivot(["a", "b"], ["0", "0.1"], cells, {key: {} for key in cells})
+    assert verdicts(table, result) == [("a beats b", "reproduced (21.800 vs 21.750)"),
+                                       ("clean", "reproduced (60.0 vs 50.0)")]

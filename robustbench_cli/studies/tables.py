@@ -130,6 +130,8 @@ def verdicts(table: Table, result: Pivot) -> list[tuple[str, str]]:
             continue
         outcome = "reproduced" if values[0] > values[1] else "NOT reproduced"
         shown = [_shown(table, v) for v in values]
+        if shown[0] == shown[1]:  # a difference below the table's digits: show it
+            shown = [_shown(table, v, extra_digits=2) for v in values]
         outcome += f" ({shown[0]} vs {shown[1]}"
         intervals = [_interval(result.sources[key], table.value) for key in keys]
         if None not in intervals:
@@ -148,13 +150,14 @@ def _interval(row: dict, value: str):
     return None if low is None or high is None else (low, high)
 
 
-def _shown(table: Table, value) -> str:
+def _shown(table: Table, value, extra_digits: int = 0) -> str:
     if value is None:
         return "-"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        digits = table.digits + extra_digits
         if table.percent:
-            return f"{100 * value:.{table.digits}f}"
-        return f"{value:.{table.digits + 2}g}"  # significant digits: gradients of 1e-20 stay readable
+            return f"{100 * value:.{digits}f}"
+        return f"{value:.{digits + 2}g}"  # significant digits: gradients of 1e-20 stay readable
     return str(value)
 
 
