@@ -82,7 +82,7 @@ class IterativeAttack(Attack):
             before = level[rows]
             self.stats[f"fooled_by_restart_{restart + 1}"] += int(((before == 0) & (reached > 0)).sum())
             take = (reached > before) | (before == 0)  # an unfooled point keeps the latest iterate
-            x_adv[rows[take]], level[rows[take]] = run[take], torch.maximum(reached, before)[take]
+            x_adv[rows[take]], level[rows[take]] = run[take], reached[take]
         return x_adv
 
     def _descend(self, x, y, targets, rows, restart):

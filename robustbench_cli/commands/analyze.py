@@ -48,11 +48,12 @@ def analyze_layers(cfg, overrides: list[str], run_dir) -> dict:
     if len(configs) != 1:
         raise UserError("robust analyze layers takes one attack")
     refuse_denoiser(cfg.ckpt_path, "ckpt_path")
-    if defense(cfg.defense.name).wraps and cfg.defense.name != "hgd":
+    chosen = defense(cfg.defense.name)
+    if chosen.wraps and chosen.name != "hgd":
         raise UserError(f"robust analyze layers measures the classifier and HGD denoisers "
-                        f"(defense.ckpt); defense={cfg.defense.name} is not measured there: "
+                        f"(defense.ckpt); defense={chosen.name} is not measured there: "
                         f"robust analyze gradients measures what it does to the gradients")
-    target = load_target(cfg, overrides, defense(cfg.defense.name).trained_with)
+    target = load_target(cfg, overrides, chosen.trained_with)
     paths = [] if not cfg.defense.get("ckpt") else checkpoint_paths("defense.ckpt", cfg.defense.ckpt)
     loaded = [load_denoiser(path) for path in paths]
     for path, (_, meta) in zip(paths, loaded):

@@ -6,7 +6,6 @@ guide, and the guiding classifier's path and SHA-256. The classifier's weights a
 it: at test time the denoiser goes in front of whichever classifier `ckpt_path` names.
 """
 
-
 import torch
 
 from robustbench_cli.checkpoints import META_KEY, build_classifier, classifier_state, read_checkpoint

@@ -131,7 +131,6 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
     # As many denoisers as ensemble members: denoiser i feeds member i; else each feeds the
     # classifier (or the whole ensemble).
     paired = len(target.members) > 1 and len(settings.ckpts) == len(target.members)
-    fed = target.checkpoints if paired else [",".join(map(str, target.checkpoints))] * len(settings.ckpts)
     shas = [file_sha256(ckpt) for ckpt in target.checkpoints]
     for i, path in enumerate(settings.ckpts):
         denoiser, meta = load_denoiser(path)
@@ -139,7 +138,8 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
         guided = meta["target"]["sha256"]
         if (guided != shas[i]) if paired else (guided not in shas):
             print(f"note: denoiser {path} was trained for another classifier "
-                  f"({meta['target']['checkpoint']}): evaluating its transfer to {fed[i]}")
+                  f"({meta['target']['checkpoint']}): evaluating its transfer to "
+                  f"{target.checkpoints[i] if paired else ','.join(map(str, target.checkpoints))}")
         denoisers.append(denoiser)
         records.append({"checkpoint": str(Path(path).resolve()), "sha256": file_sha256(path),
                         "denoiser": meta["denoiser"]["name"], "guide": meta["guide"]["name"],
