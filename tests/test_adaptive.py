@@ -201,7 +201,7 @@ def test_restarts_disagree_on_a_randomized_model_and_agree_on_a_plain_one(classi
     assert "fooled_by_restart_1" not in accuracy(classifier_ckpt, "attack=pgd_linf")
 
 
-@pytest.mark.parametrize("name", ["pgd_linf", "apgd"])
+@pytest.mark.parametrize("name", ["pgd_linf", "apgd", "fab"])
 def test_later_restarts_only_add_foolings_and_count_them(classifier_ckpt, name):
     # With top-5 stopping a top-1-fooled point is rerun by the next restart; whatever that
     # restart reaches, the point stays fooled, so more restarts never raise top-1 accuracy.
@@ -217,3 +217,22 @@ def test_later_restarts_only_add_foolings_and_count_them(classifier_ckpt, name):
     assert (fooled[3] | ~fooled[1]).all()
     counts = [attack.stats[f"fooled_by_restart_{r}"] for r in (1, 2, 3)]
     assert sum(counts) == int(fooled[3].sum()) and counts[0] == int(fooled[1].sum())
+
+
+def test_autoattack_plus_reports_its_members_restarts_and_the_notes_check_each(classifier_ckpt):
+    # plus runs APGD-CE, APGD-DLR and FAB with 5 restarts: each member's per-restart counts
+    # reach the row, and on a deterministic model they add up to the points it fooled first.
+    # Top-1 stopping: every member then attacks only correctly classified points.
+    target, view = eval_view(classifier_ckpt, "attack=autoattack", "attack.version=plus",
+                             "attack.steps=3", "attack.queries=50", limit_test=500)
+    [row] = evaluate(view.model, target.test_set, view.specs, [EPS], top5="false",
+                     progress=False, device="cpu")
+    for member in ("apgd_ce", "apgd_dlr", "fab"):
+        counts = [row[f"{member}_fooled_by_restart_{r}"] for r in range(1, 6)]
+        assert sum(counts) == row[f"fooled_by_{member}"], (member, counts, row)
+    assert row["fooled_by_apgd_ce"] > 0 and "apgd_t_fooled_by_restart_1" not in row
+    # The restart check reads each member's counts on its own.
+    disagreeing = {**row, "apgd_dlr_fooled_by_restart_5": row["n"] // 10}
+    [note] = [n for n in table_notes([disagreeing]) if "restarts disagree" in n]
+    assert note.startswith("autoattack's apgd_dlr at eps=0.1: its last restart (5 of 5) still "
+                           f"fooled {row['n'] // 10} points")

@@ -21,7 +21,8 @@ When the evaluation reports top-5, a misclassified point goes on to the next mem
 its true class leaves the top 5; a member's output replaces a point's only if it gets
 further, so top-1 fooling is never undone. The row gets one `fooled_by_<attack>` count per
 member (the points it was the first to misclassify), as AutoAttack logs them, beside the
-members' gradient passes and queries. Every
+members' gradient passes and queries, and a member with restarts (plus) its per-restart counts
+(`<member>_fooled_by_restart_<r>`, for the restart check of the notes). Every
 member draws its randomness per point (seed, point index), so the ensemble's outcome for a
 point does not depend on the batch.
 """
@@ -67,8 +68,12 @@ class AutoAttack(Attack):
         self.target_classes = checks.positive_int("target_classes", target_classes)
         self.seed = checks.non_negative_int("seed", seed)
         self.plan = members(self.version, self.steps, self.queries, self.target_classes)
+        # A member with restarts also reports its per-restart counts.
+        restart_counts = (f"{column}_fooled_by_restart_{r}" for column, _, params in self.plan
+                          if params.get("restarts", 1) > 1
+                          for r in range(1, params["restarts"] + 1))
         self.stat_names = ("gradient_passes", "queries",
-                           *(f"fooled_by_{column}" for column, _, _ in self.plan))
+                           *(f"fooled_by_{column}" for column, _, _ in self.plan), *restart_counts)
         super().__init__(model, eps=eps)
         self._members: dict[int, list] = {}  # class count -> built members
 
@@ -112,8 +117,11 @@ class AutoAttack(Attack):
                 break
             attack.stop_at(self._top_k)
             candidate = attack(x[todo], y[todo], index=self.index[todo.cpu()])
-            for key in ("gradient_passes", "queries"):
-                self.stats[key] += attack.stats.get(key, 0)
+            for key, value in attack.stats.items():
+                if key in ("gradient_passes", "queries"):
+                    self.stats[key] += value
+                elif key.startswith("fooled_by_restart_"):
+                    self.stats[f"{column}_{key}"] += value
             reached = self._levels(candidate, y[todo])
             # A member's output replaces the point's only if it gets further: a later member
             # that fails (FAB returns x, Square its best-loss image) never undoes a fooling.

@@ -106,7 +106,9 @@ class FAB(Attack):
     gradient pass a point per iteration. steps: iterations per run; restarts: runs per target
     (the first from the clean point). alpha_max, eta, beta: the paper's bias toward the
     clean point, extrapolation and backward step. Each iteration also classifies the new
-    iterate (a forward pass, not counted as a gradient pass).
+    iterate (a forward pass, not counted as a gradient pass). With restarts > 1 the row counts,
+    per restart, the points it was the first to fool within eps (`fooled_by_restart_<r>`,
+    summed over FAB-T's targets).
     """
 
     name = "fab"
@@ -119,6 +121,7 @@ class FAB(Attack):
         self.target_classes = checks.non_negative_int("target_classes", target_classes)
         self.steps = checks.positive_int("steps", steps)
         self.restarts = checks.positive_int("restarts", restarts)
+        self._count_restarts(self.restarts)
         self.alpha_max = checks.fraction("alpha_max", alpha_max)
         self.eta = checks.number("eta", eta)
         if self.eta < 1:
@@ -134,6 +137,8 @@ class FAB(Attack):
         classes = logits.shape[1]
         best, best_norm = x.clone(), torch.full((len(x),), math.inf, device=x.device)
         best_norm[logits.argmax(1) != y] = 0  # already misclassified: x0 is the nearest
+        if self.restarts > 1:  # as the first run's, like the other attacks' first restart
+            self.stats["fooled_by_restart_1"] += int((best_norm == 0).sum())
         if self.target_classes:
             # FAB-T: the most likely classes at x0 other than the true one, a run for each.
             ranked = logits.scatter(1, y[:, None], -math.inf).argsort(1, descending=True)
@@ -147,6 +152,8 @@ class FAB(Attack):
                 if len(rows) == 0:
                     break
                 point, norm = self._run(x[rows], y[rows], candidates[rows], rows, rank, restart)
+                if self.restarts > 1:  # every row was unfooled within eps until this run
+                    self.stats[f"fooled_by_restart_{restart + 1}"] += int((norm <= self.eps).sum())
                 better = norm < best_norm[rows]
                 best[rows[better]], best_norm[rows[better]] = point[better], norm[better]
         return torch.where(per_point(best_norm <= self.eps, x), best, x)

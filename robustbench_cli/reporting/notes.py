@@ -9,6 +9,7 @@ budget leaves significantly (binomial test, 1%) more than 1% accuracy; the resta
 the last of several random restarts still fools significantly more than 1% of the points.
 """
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -34,7 +35,8 @@ TORCHATTACKS_PREFIX = "torchattacks_"  # + the class, lower case (torchattacks_s
 PREDICTED_LABEL_SUFFIX = "_pred"
 SANITY_FLOOR = 0.01  # accuracy allowed at an unbounded budget
 LAST_RESTART_FLOOR = 0.01  # share of the points a converged attack's last restart may still fool
-RESTART_PREFIX = "fooled_by_restart_"
+# fooled_by_restart_<r>, or <member>_fooled_by_restart_<r> for an ensemble's member
+RESTART_COUNT = re.compile(r"^(?:(\w+)_)?fooled_by_restart_(\d+)$")
 
 
 @dataclass
@@ -259,24 +261,33 @@ def _randomized(results):
 def _restarts_disagree(results):
     """AutoAttack's restart check: when the last of several random restarts still fools
     significantly (binomial test, 1%) more than 1% of the points, every earlier restart having
-    left them robust, the restarts disagree and more of them would lower accuracy further."""
+    left them robust, the restarts disagree and more of them would lower accuracy further.
+    An ensemble's members with restarts (autoattack version=plus) are checked one by one."""
     for result in results:
         row = result.row
-        found = {int(key.removeprefix(RESTART_PREFIX)): value for key, value in row.items()
-                 if key.startswith(RESTART_PREFIX) and value is not None}
-        if len(found) < 2 or not row.get("n"):
+        if not row.get("n"):
             continue
-        restarts = max(found)
-        late = int(found[restarts])
-        p = binomial_upper_tail(late, row["n"], LAST_RESTART_FLOOR)
-        if late > LAST_RESTART_FLOOR * row["n"] and p < NOTE_LEVEL:
-            yield (
-                f"{series_name(row)} at eps={format_eps(row['eps'])}: its last restart "
-                f"({restarts} of {restarts}) still fooled {late} points ({_pct(late / row['n'])}) that "
-                f"every earlier restart left robust (binomial p={p:.2g}): the restarts disagree, so "
-                f"the accuracy has not converged (a rugged or masked loss surface); raise "
-                f"attack.restarts or use attack=autoattack"
-            )
+        counts: dict[str, dict[int, int]] = {}
+        for key, value in row.items():
+            match = RESTART_COUNT.match(key)
+            if match and value is not None:
+                counts.setdefault(match[1] or "", {})[int(match[2])] = int(value)
+        for member, found in counts.items():
+            if len(found) < 2:
+                continue
+            restarts = max(found)
+            late = found[restarts]
+            p = binomial_upper_tail(late, row["n"], LAST_RESTART_FLOOR)
+            if late > LAST_RESTART_FLOOR * row["n"] and p < NOTE_LEVEL:
+                who = f"{series_name(row)}'s {member}" if member else series_name(row)
+                remedy = ("raise attack.steps (and for a randomized model use attack.version=rand)"
+                          if member else "raise attack.restarts or use attack=autoattack")
+                yield (
+                    f"{who} at eps={format_eps(row['eps'])}: its last restart ({restarts} of "
+                    f"{restarts}) still fooled {late} points ({_pct(late / row['n'])}) that every "
+                    f"earlier restart left robust (binomial p={p:.2g}): the restarts disagree, so "
+                    f"the accuracy has not converged (a rugged or masked loss surface); {remedy}"
+                )
 
 
 def sanity_failures(rows) -> list[dict]:
