@@ -373,6 +373,33 @@ def test_noise_gain_scales_the_predicted_noise_removal(lgd, adversarial_batch):
         eval_settings(compose("eval", "defense=hgd", "defense.ckpt=x.ckpt", "defense.noise_gain=-1"))
 
 
+def test_denoise_slope_is_the_share_of_the_perturbation_removed(pixel, adversarial_batch):
+    """Liao et al.'s Figure 7: removed = k * true. A denoiser returning the clean image has
+    k = 1, one returning its input k = 0, and the gain scales k; the trained pixel-guided
+    denoiser removes part of an FGSM perturbation (0 < k < 1), as the paper finds."""
+    from robustbench_cli.defenses.hgd.evaluation import Denoised
+
+    target, clean, _, noisy = adversarial_batch
+    run, metrics = pixel
+    denoiser, _ = load_denoiser(run / metrics["checkpoint"])
+
+    def slope(defended):
+        with torch.no_grad():
+            cross, square = defended.slope_terms(noisy, clean)
+        return cross / square
+
+    class Restores(torch.nn.Module):  # knows the clean image: removes the whole perturbation
+        def forward(self, x):
+            return clean
+
+    assert slope(Denoised([Restores()], target)) == pytest.approx(1.0)
+    assert slope(Denoised([torch.nn.Identity()], target)) == 0.0
+    k = slope(Denoised([denoiser], target))
+    print(f"pixel-guided denoiser: slope {k:.3f}")
+    assert 0 < k < 1
+    assert slope(Denoised([denoiser], target, gain=2.0)) == pytest.approx(2 * k, rel=1e-4)
+
+
 def test_a_classifier_ensemble_averages_its_members_and_pairs_with_denoisers(
         lgd, pixel, target_ckpt, other_classifier, adversarial_batch, tmp_path):
     both = f"ckpt_path=[{target_ckpt},{other_classifier}]"
@@ -395,6 +422,23 @@ def test_a_classifier_ensemble_averages_its_members_and_pairs_with_denoisers(
         torch.testing.assert_close(view.model(noisy), torch.stack(paths).mean(0))
     with torch.no_grad():
         torch.testing.assert_close(view.model(noisy), target.model(noisy))
+    # The document's other mixed ensembles: each denoiser in front of the whole classifier
+    # ensemble (combine=paths), or the denoised images averaged first (combine=images).
+    def ensemble(x):
+        return torch.stack([m(x) for m in members]).mean(0)
+
+    with torch.inference_mode():
+        denoised = [load_denoiser(d)[0](noisy) for d in denoisers]
+        expected = {"paths": torch.stack([ensemble(x) for x in denoised]).mean(0),
+                    "images": ensemble(torch.stack(denoised).mean(0))}
+    for combine, logits in expected.items():
+        target, view = eval_view(target_ckpt, both, "defense=hgd", f"defense.combine={combine}",
+                                 f"defense.ckpt=[{denoisers[0]},{denoisers[1]}]")
+        assert "paired" not in view.identity["defense_params"]
+        with torch.inference_mode():
+            torch.testing.assert_close(view.model(noisy), logits)
+    with pytest.raises(UserError, match="give as many denoisers .defense.ckpt, 1. as classifiers"):
+        eval_view(target_ckpt, both, "defense=hgd", "defense.combine=pairs", f"defense.ckpt={denoisers[0]}")
     # as typed on the command line
     ok(robust("eval", both, "attack=fgsm", f"eps={EPS}", "dataset.limit_test=100", "progress=false",
               "hydra.run.dir=ensemble", cwd=tmp_path))

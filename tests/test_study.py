@@ -43,6 +43,7 @@ STUDY = textwrap.dedent(f"""
           - {{more: [fgsm, 0], than: [fgsm, 1/10], says: accuracy falls under FGSM}}
           - {{more: [fgsm, 0.1], than: [fgsm, 0], says: a check that fails}}
           - {{more: [fgsm, 0.3], than: [fgsm, 0], says: a cell not measured}}
+          - {{more: [fgsm, 0], than: 0.05, says: clean accuracy is above 5%}}
         plot: true
     """)
 
@@ -84,6 +85,7 @@ def test_a_study_runs_its_tables_stages_reuses_them_and_resumes(tmp_path):
     assert "- accuracy falls under FGSM: reproduced (" in report
     assert "- a check that fails: NOT reproduced (" in report
     assert "- a cell not measured: not measured: no cell (fgsm; 0.3)" in report
+    assert f"- clean accuracy is above 5%: reproduced ({100 * rows[0]['accuracy']:.1f} vs 5.0)" in report
     assert (tmp_path / "published" / "report.md").read_text() == report
     assert (tmp_path / "published" / "tables" / "fgsm.png").stat().st_size > 0
     before = folders(tmp_path)
@@ -132,6 +134,8 @@ def test_a_failing_stage_stops_the_study_with_one_line(tmp_path):
     (("stages: [attacked]", "stages: [attackd]"), "unknown stage 'attackd'"),
     (("value: accuracy", "value: 3"), "tables.fgsm.value must name a row field"),
     (("title: Two stages", "titel: Two stages"), "unknown key(s) titel"),
+    (("than: [fgsm, 1/10]", "than: [fgsm]"), "(one value per cols field) or a number"),
+    (("[fgsm, 0], than: 0.05", "0.5, than: 0.05"), "compare a cell, not two numbers"),
 ])
 def test_study_file_mistakes_are_one_line_errors(tmp_path, change, message):
     old, new = (part.replace("{{", "{").replace("}}", "}") for part in change)

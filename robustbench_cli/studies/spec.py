@@ -46,10 +46,11 @@ class Stage:
 @dataclass
 class Expect:
     """The direction of one of the document's effects, checked on our cells: the cell `more`
-    (row key, column key) should exceed the cell `than`."""
+    (row key, column key) should exceed the cell `than`; either side may instead be a number
+    the document names (a slope below 1)."""
 
-    more: tuple[str, str]
-    than: tuple[str, str]
+    more: tuple[str, str] | float
+    than: tuple[str, str] | float
     says: str
 
 
@@ -233,16 +234,22 @@ def _table(label, tid, spec, stages) -> Table:
 
 
 def _expect(label, where, entry, n_cols: int) -> Expect:
-    """{more: [ROW, COL...], than: [ROW, COL...], says: TEXT}: one column value per `cols` field."""
+    """{more: [ROW, COL...], than: [ROW, COL...], says: TEXT}: one column value per `cols` field;
+    at most one side may be a number instead."""
     entry = _mapping(label, where, entry)
     _known_keys(label, where, entry, EXPECT_KEYS)
     cells = []
     for side in ("more", "than"):
         cell = entry.get(side)
+        if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+            cells.append(float(cell))
+            continue
         if not isinstance(cell, list) or len(cell) != 1 + n_cols:
             raise UserError(f"study {label}: {where}.{side} must be [ROW, COL] (one value per cols "
-                            f"field), got {cell!r}")
+                            f"field) or a number, got {cell!r}")
         cells.append((cell[0], cell[1] if n_cols == 1 else ",".join(map(str, cell[1:]))))
+    if all(isinstance(cell, float) for cell in cells):
+        raise UserError(f"study {label}: {where}: compare a cell, not two numbers")
     if not entry.get("says"):
         raise UserError(f"study {label}: {where}.says: say what the check shows")
     return Expect(cells[0], cells[1], str(entry["says"]))

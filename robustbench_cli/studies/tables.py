@@ -122,10 +122,13 @@ def verdicts(table: Table, result: Pivot) -> list[tuple[str, str]]:
     carry intervals that overlap (the direction may be noise)."""
     found = []
     for check in table.expect:
-        keys = [(key_text(row), _paper_column(table, col)) for row, col in (check.more, check.than)]
-        values = [result.cells.get(key) for key in keys]
+        # A number side is a constant: its own key, and its own value.
+        keys = [side if isinstance(side, float) else (key_text(side[0]), _paper_column(table, side[1]))
+                for side in (check.more, check.than)]
+        values = [key if isinstance(key, float) else result.cells.get(key) for key in keys]
         if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
-            missing = " and ".join(f"({r}; {c})" for (r, c), v in zip(keys, values) if v is None)
+            missing = " and ".join(f"({key[0]}; {key[1]})" for key, v in zip(keys, values)
+                                   if v is None)
             found.append((check.says, f"not measured: no cell {missing or 'with a number'}"))
             continue
         outcome = "reproduced" if values[0] > values[1] else "NOT reproduced"
@@ -133,7 +136,8 @@ def verdicts(table: Table, result: Pivot) -> list[tuple[str, str]]:
         if shown[0] == shown[1]:  # a difference below the table's digits: show it
             shown = [_shown(table, v, extra_digits=2) for v in values]
         outcome += f" ({shown[0]} vs {shown[1]}"
-        intervals = [_interval(result.sources[key], table.value) for key in keys]
+        intervals = [None if isinstance(key, float) else _interval(result.sources[key], table.value)
+                     for key in keys]
         if None not in intervals:
             (low_a, high_a), (low_b, high_b) = intervals
             if low_a <= high_b and low_b <= high_a:

@@ -16,3 +16,4 @@ Importing this package is cheap (no torch).
 DENOISER_NAMES = ("dunet", "dae")
 GUIDE_NAMES = ("pixel", "fgd", "lgd", "cgd")
 THREATS = ("full", "oblivious", "transfer")
+COMBINES = ("pairs", "paths", "images")  # how several denoisers meet the classifier(s)

@@ -26,27 +26,44 @@ class Denoised(nn.Module):
     scales the predicted noise removal: x + gain * (denoiser(x) - x) (Liao et al. Table 8's
     pixel-guided denoiser "x2" is gain 2). `heads`, one per denoiser, pairs them instead:
     denoiser i feeds classifier i (the members of an ensemble `classifier`), as in Liao et
-    al.'s best ensemble, (LGD1 -> IncV3) & (LGD2 -> ensV3)."""
+    al.'s best ensemble, (LGD1 -> IncV3) & (LGD2 -> ensV3). `average_images` averages the
+    denoised images and classifies that one image (their "LGD1&LGD2 -> IncV3&ensV3")."""
 
-    def __init__(self, denoisers, classifier: nn.Module, gain: float = 1.0, heads=None):
+    def __init__(self, denoisers, classifier: nn.Module, gain: float = 1.0, heads=None,
+                 average_images: bool = False):
         super().__init__()
         self.denoisers = nn.ModuleList(denoisers)
         self.classifier = classifier  # what an oblivious attack sees
-        self.heads = nn.ModuleList(heads or [classifier] * len(denoisers))
+        self.average_images = average_images
+        self.heads = nn.ModuleList([classifier] if average_images
+                                   else heads or [classifier] * len(denoisers))
         self.gain = gain
 
     def denoise(self, denoiser, x):
         out = denoiser(x)
         return out if self.gain == 1 else x + self.gain * (out - x)
 
+    def outputs(self, x) -> list[torch.Tensor]:
+        """The denoised image(s) the heads classify, one per head."""
+        images = [self.denoise(d, x) for d in self.denoisers]
+        return [torch.stack(images).mean(0)] if self.average_images else images
+
     def forward(self, x):
-        return torch.stack([head(self.denoise(d, x))
-                            for d, head in zip(self.denoisers, self.heads)]).mean(0)
+        return torch.stack([head(image) for image, head in zip(self.outputs(x), self.heads)]).mean(0)
 
     def denoise_l1(self, noisy, clean) -> torch.Tensor:
-        """Per example: mean |denoised - clean|, averaged over the denoisers."""
-        return torch.stack([(self.denoise(d, noisy) - clean).abs().flatten(1).mean(1)
-                            for d in self.denoisers]).mean(0)
+        """Per example: mean |denoised - clean|, averaged over the denoised images."""
+        return torch.stack([(image - clean).abs().flatten(1).mean(1)
+                            for image in self.outputs(noisy)]).mean(0)
+
+    def slope_terms(self, noisy, clean) -> tuple[float, float]:
+        """The sums of a least-squares line through the origin, predicted = k * true, over
+        every pixel (Liao et al.'s Figure 7): true = noisy - clean, the perturbation;
+        predicted = noisy - denoised, what the denoiser removed (averaged over the denoisers).
+        Returns (sum true * predicted, sum true^2); k is their ratio."""
+        true = noisy - clean
+        predicted = noisy - torch.stack(self.outputs(noisy)).mean(0)
+        return float((true * predicted).sum()), float(true.square().sum())
 
 
 class Oblivious(nn.Module):
@@ -68,7 +85,9 @@ class Oblivious(nn.Module):
 
 class HGDView(EvalView):
     """Denoiser(s) -> classifier; rows gain denoise_l1 (mean L1 between denoised adversarial
-    and clean images over all n points, the paper's Table 2) and a denoising table."""
+    and clean images over all n points, the paper's Table 2), denoise_slope (the slope k of
+    removed against true perturbation, the paper's Figure 7: 1 removes it all, below 1 part
+    of it, above 1 more than was added; none on clean images) and a denoising table."""
 
     def __init__(self, model, specs, identity, denoised: Denoised, dataset, batch_size: int,
                  device: str, denoise_loss: bool):
@@ -81,7 +100,7 @@ class HGDView(EvalView):
         spec = next((s for s in self.specs if s.name == row["attack"]), None)
         if self.denoise_loss and spec is not None and row.get("denoise_l1") is None \
                 and not row.get("check"):
-            row["denoise_l1"] = self._denoise_l1(spec, row["eps"])
+            row["denoise_l1"], row["denoise_slope"] = self._denoising(spec, row["eps"])
         return finished
 
     def report(self, rows) -> None:
@@ -95,26 +114,30 @@ class HGDView(EvalView):
         from robustbench_cli.reporting.formatting import format_eps, format_percent
 
         table = Table(title=f"Denoising loss (threat {self.identity['threat']}): mean |denoised - clean|")
-        for header in ("attack", "eps", "accuracy (%)", "denoise L1"):
+        for header in ("attack", "eps", "accuracy (%)", "denoise L1", "slope removed/true"):
             table.add_column(header, justify="left" if header == "attack" else "right")
         for row in rows:
+            slope = row.get("denoise_slope")
             table.add_row(row["attack"], format_eps(row["eps"]), format_percent(row["accuracy"]),
-                          f"{row['denoise_l1']:.4f}")
+                          f"{row['denoise_l1']:.4f}", "-" if slope is None else f"{slope:.3f}")
         Console().print(table)
 
-    def _denoise_l1(self, spec, eps: float) -> float:
+    def _denoising(self, spec, eps: float) -> tuple[float, float | None]:
+        """Another pass of the attack over the test set: (mean denoise L1, slope or None when
+        nothing was perturbed)."""
         from robustbench_cli.evaluation.runner import resolve_device
 
         device = resolve_device(self.device)
         attack = attacks.build(spec.name, self.model, eps=eps, **spec.params)
-        total, n = 0.0, 0
+        total, n, cross, square = 0.0, 0, 0.0, 0.0
         for x, y in DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False):
             x, y = x.to(device), y.to(device)
             x_adv = attack(x, y) if eps > 0 and spec.name != "none" else x
             with torch.inference_mode():
                 total += float(self.denoised.denoise_l1(x_adv, x).sum())
-            n += len(x)
-        return total / n
+                terms = self.denoised.slope_terms(x_adv, x)
+            cross, square, n = cross + terms[0], square + terms[1], n + len(x)
+        return total / n, (cross / square if square > 0 else None)
 
 
 def hgd_view(cfg, target, specs, overrides) -> HGDView:
@@ -128,9 +151,16 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
     settings = eval_settings(cfg)
     threat = settings.threat
     denoisers, records = [], []
-    # As many denoisers as ensemble members: denoiser i feeds member i; else each feeds the
-    # classifier (or the whole ensemble).
-    paired = len(target.members) > 1 and len(settings.ckpts) == len(target.members)
+    # By default, as many denoisers as ensemble members: denoiser i feeds member i; else each
+    # feeds the classifier (or the whole ensemble).
+    members = len(target.members)
+    combine = settings.combine or (
+        "pairs" if members > 1 and len(settings.ckpts) == members else "paths")
+    if combine == "pairs" and len(settings.ckpts) != members:
+        raise UserError(f"defense.combine=pairs feeds denoiser i to classifier i: give as many "
+                        f"denoisers (defense.ckpt, {len(settings.ckpts)}) as classifiers "
+                        f"(ckpt_path, {members})")
+    paired = combine == "pairs"
     shas = [file_sha256(ckpt) for ckpt in target.checkpoints]
     for i, path in enumerate(settings.ckpts):
         denoiser, meta = load_denoiser(path)
@@ -147,7 +177,8 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
     if paired:
         print(f"denoiser i feeds classifier i of the ensemble ({len(denoisers)} pairs), logits averaged")
     defended = Denoised(denoisers, target.model, settings.noise_gain,
-                        heads=target.members if paired else None).eval()
+                        heads=target.members if paired else None,
+                        average_images=combine == "images").eval()
     model = defended
     if threat == "oblivious":
         model = Oblivious(defended)
@@ -161,6 +192,7 @@ def hgd_view(cfg, target, specs, overrides) -> HGDView:
     identity = {"defense": "hgd", "threat": threat,
                 "defense_params": {"denoisers": records, "classifier_defense": classifier_defense,
                                    "noise_gain": settings.noise_gain,
-                                   **({"paired": True} if paired else {})}}
+                                   **({"paired": True} if paired else {}),
+                                   **({"average_images": True} if combine == "images" else {})}}
     return HGDView(model, specs, identity, defended, target.test_set, cfg.batch_size, cfg.device,
                    settings.denoise_loss)

@@ -13,7 +13,7 @@ from robustbench_cli.checks import (
     plain,
     positive_int,
 )
-from robustbench_cli.defenses.hgd import THREATS
+from robustbench_cli.defenses.hgd import COMBINES, THREATS
 from robustbench_cli.errors import UserError
 
 # Attacks that cannot make training pairs: no perturbation, or crafted on other checkpoints.
@@ -40,6 +40,7 @@ class EvalSettings:
     threat: str
     denoise_loss: bool
     noise_gain: float
+    combine: str | None  # pairs | paths | images; None: pairs when the counts match, else paths
 
 
 def train_settings(cfg) -> TrainSettings:
@@ -102,4 +103,5 @@ def eval_settings(cfg) -> EvalSettings:
                         "`robust train defense=hgd` (or a list [a,b] for an ensemble)")
     return EvalSettings(ckpts=checkpoint_paths("defense.ckpt", defense.ckpt), threat=threat,
                         denoise_loss=flag("defense.denoise_loss", defense.denoise_loss),
-                        noise_gain=non_negative_number("defense.noise_gain", defense.get("noise_gain", 1.0)))
+                        noise_gain=non_negative_number("defense.noise_gain", defense.get("noise_gain", 1.0)),
+                        combine=optional(choice)("defense.combine", defense.get("combine"), COMBINES))
