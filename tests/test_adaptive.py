@@ -224,7 +224,7 @@ def test_autoattack_plus_reports_its_members_restarts_and_the_notes_check_each(c
     # reach the row, and on a deterministic model they add up to the points it fooled first.
     # Top-1 stopping: every member then attacks only correctly classified points.
     target, view = eval_view(classifier_ckpt, "attack=autoattack", "attack.version=plus",
-                             "attack.steps=3", "attack.queries=50", limit_test=500)
+                             "attack.steps=3", "attack.queries=50", limit_test=300)
     [row] = evaluate(view.model, target.test_set, view.specs, [EPS], top5="false",
                      progress=False, device="cpu")
     for member in ("apgd_ce", "apgd_dlr", "fab"):
