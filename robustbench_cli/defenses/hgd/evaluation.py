@@ -51,18 +51,20 @@ class Denoised(nn.Module):
     def forward(self, x):
         return torch.stack([head(image) for image, head in zip(self.outputs(x), self.heads)]).mean(0)
 
-    def denoise_l1(self, noisy, clean) -> torch.Tensor:
-        """Per example: mean |denoised - clean|, averaged over the denoised images."""
-        return torch.stack([(image - clean).abs().flatten(1).mean(1)
-                            for image in self.outputs(noisy)]).mean(0)
+    def denoise_l1(self, noisy, clean, images=None) -> torch.Tensor:
+        """Per example: mean |denoised - clean|, averaged over the denoised images
+        (`images`: outputs(noisy), when the caller has them already)."""
+        images = self.outputs(noisy) if images is None else images
+        return torch.stack([(image - clean).abs().flatten(1).mean(1) for image in images]).mean(0)
 
-    def slope_terms(self, noisy, clean) -> tuple[float, float]:
+    def slope_terms(self, noisy, clean, images=None) -> tuple[float, float]:
         """The sums of a least-squares line through the origin, predicted = k * true, over
         every pixel (Liao et al.'s Figure 7): true = noisy - clean, the perturbation;
         predicted = noisy - denoised, what the denoiser removed (averaged over the denoisers).
         Returns (sum true * predicted, sum true^2); k is their ratio."""
+        images = self.outputs(noisy) if images is None else images
         true = noisy - clean
-        predicted = noisy - torch.stack(self.outputs(noisy)).mean(0)
+        predicted = noisy - torch.stack(images).mean(0)
         return float((true * predicted).sum()), float(true.square().sum())
 
 
@@ -134,8 +136,9 @@ class HGDView(EvalView):
             x, y = x.to(device), y.to(device)
             x_adv = attack(x, y) if eps > 0 and spec.name != "none" else x
             with torch.inference_mode():
-                total += float(self.denoised.denoise_l1(x_adv, x).sum())
-                terms = self.denoised.slope_terms(x_adv, x)
+                images = self.denoised.outputs(x_adv)  # one denoising pass for both measures
+                total += float(self.denoised.denoise_l1(x_adv, x, images).sum())
+                terms = self.denoised.slope_terms(x_adv, x, images)
             cross, square, n = cross + terms[0], square + terms[1], n + len(x)
         return total / n, (cross / square if square > 0 else None)
 
